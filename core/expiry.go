@@ -1,0 +1,93 @@
+package core
+
+import (
+	"fmt"
+	"time"
+)
+
+// DefaultSessionEndLifetime is how long the record of a session that expires
+// "on session end" is kept by default: the browser drops the cookie when it
+// closes, but the server cannot know when that happens. Two weeks, as in
+// tower-sessions.
+const DefaultSessionEndLifetime = 14 * 24 * time.Hour
+
+type expiryKind uint8
+
+const (
+	expirySessionEnd expiryKind = iota
+	expiryInactivity
+	expiryAt
+)
+
+// Expiry says when a session ends. The zero value is OnSessionEnd.
+type Expiry struct {
+	kind expiryKind
+	d    time.Duration
+	at   time.Time
+}
+
+// OnSessionEnd expires the session when the browser session ends: the cookie
+// has no Max-Age, and the record is kept for the configured session-end
+// lifetime (DefaultSessionEndLifetime unless changed).
+func OnSessionEnd() Expiry { return Expiry{} }
+
+// OnInactivity expires the session d after its last save; each save renews it.
+func OnInactivity(d time.Duration) Expiry { return Expiry{kind: expiryInactivity, d: d} }
+
+// AtDateTime expires the session at t, whatever happens before.
+func AtDateTime(t time.Time) Expiry { return Expiry{kind: expiryAt, at: t.UTC()} }
+
+// IsOnSessionEnd reports whether e is OnSessionEnd.
+func (e Expiry) IsOnSessionEnd() bool { return e.kind == expirySessionEnd }
+
+// Inactivity returns the duration of an OnInactivity expiry.
+func (e Expiry) Inactivity() (time.Duration, bool) { return e.d, e.kind == expiryInactivity }
+
+// DateTime returns the time of an AtDateTime expiry.
+func (e Expiry) DateTime() (time.Time, bool) { return e.at, e.kind == expiryAt }
+
+// Deadline is when a record saved at now with this expiry stops being valid.
+func (e Expiry) Deadline(now time.Time, sessionEndLifetime time.Duration) time.Time {
+	switch e.kind {
+	case expiryInactivity:
+		return now.Add(e.d).UTC()
+	case expiryAt:
+		return e.at
+	default:
+		if sessionEndLifetime <= 0 {
+			sessionEndLifetime = DefaultSessionEndLifetime
+		}
+		return now.Add(sessionEndLifetime).UTC()
+	}
+}
+
+// MaxAge is the cookie Max-Age for this expiry at now: ok is false for
+// OnSessionEnd (a browser-session cookie); otherwise the whole seconds left,
+// never negative.
+func (e Expiry) MaxAge(now time.Time) (seconds int, ok bool) {
+	var left time.Duration
+	switch e.kind {
+	case expiryInactivity:
+		left = e.d
+	case expiryAt:
+		left = e.at.Sub(now)
+	default:
+		return 0, false
+	}
+	if left < 0 {
+		return 0, true
+	}
+	return int(left / time.Second), true
+}
+
+// String describes the expiry for logs and errors.
+func (e Expiry) String() string {
+	switch e.kind {
+	case expiryInactivity:
+		return fmt.Sprintf("OnInactivity(%s)", e.d)
+	case expiryAt:
+		return fmt.Sprintf("AtDateTime(%s)", e.at.Format(time.RFC3339))
+	default:
+		return "OnSessionEnd"
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/sqlsessions/sqlsessions/core
+
+go 1.26

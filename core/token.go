@@ -1,0 +1,103 @@
+package core
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// TokenLen is the length of a Token's string form: 128 bits in unpadded
+// base64url.
+const TokenLen = 22
+
+// IDLen is the length of an ID: a SHA-256 digest in unpadded base64url.
+const IDLen = 43
+
+// ErrMalformedToken is returned by ParseToken for anything that is not a
+// canonical 22-character base64url token.
+var ErrMalformedToken = errors.New("sqlsessions: malformed session token")
+
+// Token is the secret a client holds (in a cookie) to name its session: 128
+// random bits from crypto/rand. Its zero value means "no token".
+type Token struct {
+	b     [16]byte
+	valid bool
+}
+
+// NewToken draws a Token from r; a nil r means crypto/rand.
+func NewToken(r io.Reader) (Token, error) {
+	var t Token
+	if r == nil {
+		r = rand.Reader
+	}
+	if _, err := io.ReadFull(r, t.b[:]); err != nil {
+		return Token{}, fmt.Errorf("sqlsessions: drawing a session token: %w", err)
+	}
+	t.valid = true
+	return t, nil
+}
+
+// ParseToken accepts exactly the form String produces: 22 characters of
+// unpadded base64url whose unused trailing bits are zero. Anything else is
+// ErrMalformedToken, so a token has exactly one spelling.
+func ParseToken(s string) (Token, error) {
+	var t Token
+	if len(s) != TokenLen {
+		return Token{}, ErrMalformedToken
+	}
+	n, err := base64.RawURLEncoding.Strict().Decode(t.b[:], []byte(s))
+	if err != nil || n != len(t.b) {
+		return Token{}, ErrMalformedToken
+	}
+	t.valid = true
+	return t, nil
+}
+
+// IsZero reports whether t is the zero Token (no token).
+func (t Token) IsZero() bool { return !t.valid }
+
+// String returns the token's cookie form (22 characters), or "" for the zero
+// Token. It is the secret: never log it.
+func (t Token) String() string {
+	if !t.valid {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(t.b[:])
+}
+
+// ID derives the store key of the token: SHA-256 of its 16 bytes in unpadded
+// base64url (43 characters). The zero Token has the empty ID.
+func (t Token) ID() ID {
+	if !t.valid {
+		return ""
+	}
+	sum := sha256.Sum256(t.b[:])
+	return ID(base64.RawURLEncoding.EncodeToString(sum[:]))
+}
+
+// Equal reports whether two tokens are the same, in constant time.
+func (t Token) Equal(u Token) bool {
+	var diff byte
+	for i := range t.b {
+		diff |= t.b[i] ^ u.b[i]
+	}
+	return diff == 0 && t.valid == u.valid
+}
+
+// ID is the key under which a Store keeps a session: derived from the Token
+// with SHA-256, so it is safe to store and to log, and useless to an attacker
+// who reads it. IDs are case-sensitive.
+type ID string
+
+// ValidID reports whether id has the form Token.ID produces.
+func ValidID(id ID) bool {
+	if len(id) != IDLen {
+		return false
+	}
+	var buf [sha256.Size]byte
+	n, err := base64.RawURLEncoding.Strict().Decode(buf[:], []byte(id))
+	return err == nil && n == sha256.Size
+}

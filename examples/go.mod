@@ -1,0 +1,3 @@
+module github.com/sqlsessions/sqlsessions/examples
+
+go 1.26

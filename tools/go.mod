@@ -1,0 +1,3 @@
+module github.com/sqlsessions/sqlsessions/tools
+
+go 1.26
