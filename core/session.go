@@ -119,7 +119,6 @@ type Session struct {
 	rec     *Record // the stored record this request builds on; nil if none
 	data    map[string][]byte
 	changes map[string][]byte // this request's writes: nil value = removed
-	cleared bool              // this request cleared the data before its changes
 
 	expiry    Expiry
 	modified  bool
@@ -269,18 +268,19 @@ func (s *Session) Pop(ctx context.Context, key string, dst any) (bool, error) {
 }
 
 // Clear removes every key. The session keeps its id; if nothing is inserted
-// afterwards, Commit deletes it.
+// afterwards, Commit deletes it. Against concurrent requests it counts as
+// removing the keys this request saw: keys another request adds meanwhile
+// survive.
 func (s *Session) Clear(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.load(ctx); err != nil {
 		return err
 	}
-	if len(s.data) == 0 && !s.cleared {
-		return nil
+	for k := range s.data {
+		s.record(k, nil)
 	}
 	clear(s.data)
-	s.changes, s.cleared, s.modified = nil, true, true
 	return nil
 }
 
@@ -297,7 +297,7 @@ func (s *Session) Flush(ctx context.Context) error {
 	}
 	s.token, s.rec = Token{}, nil
 	s.loaded, s.data = true, map[string][]byte{}
-	s.changes, s.cleared, s.modified = nil, false, false
+	s.changes, s.modified = nil, false
 	s.destroyed = s.destroyed || s.presented
 	return nil
 }
@@ -497,13 +497,9 @@ func (s *Session) save(ctx context.Context, now time.Time) (CommitResult, error)
 // replay rebuilds the data from a fresh record and this request's changes.
 func (s *Session) replay(fresh *Record) {
 	s.rec = fresh
-	if s.cleared {
+	s.data = maps.Clone(fresh.Data)
+	if s.data == nil {
 		s.data = map[string][]byte{}
-	} else {
-		s.data = maps.Clone(fresh.Data)
-		if s.data == nil {
-			s.data = map[string][]byte{}
-		}
 	}
 	for k, v := range s.changes {
 		if v == nil {
@@ -516,7 +512,7 @@ func (s *Session) replay(fresh *Record) {
 
 // settle forgets the changes once they are stored.
 func (s *Session) settle() {
-	s.changes, s.cleared, s.modified = nil, false, false
+	s.changes, s.modified = nil, false
 }
 
 // backoff waits a little, more after each failed attempt, with jitter so

@@ -1,0 +1,120 @@
+package core
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryStore keeps sessions in process memory. It suits tests, examples and
+// single-process programs; sessions do not survive a restart. The zero value
+// is ready to use and encodes values as JSON.
+type MemoryStore struct {
+	// ValueCodec encodes values; nil means JSON. Set it before first use.
+	ValueCodec Codec
+
+	mu      sync.Mutex
+	records map[ID]*Record
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
+
+// Codec implements Store.
+func (m *MemoryStore) Codec() Codec {
+	if m.ValueCodec == nil {
+		return JSON
+	}
+	return m.ValueCodec
+}
+
+// Create implements Store.
+func (m *MemoryStore) Create(ctx context.Context, rec *Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.records[rec.ID]; ok {
+		return ErrCollision
+	}
+	if m.records == nil {
+		m.records = map[ID]*Record{}
+	}
+	rec.Version = 1
+	m.records[rec.ID] = rec.Clone()
+	return nil
+}
+
+// Save implements Store.
+func (m *MemoryStore) Save(ctx context.Context, rec *Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.records[rec.ID]
+	if !ok || cur.Version != rec.Version {
+		return ErrConflict
+	}
+	if len(rec.Data) == 0 {
+		delete(m.records, rec.ID)
+		rec.Version++
+		return nil
+	}
+	rec.Version++
+	m.records[rec.ID] = rec.Clone()
+	return nil
+}
+
+// Load implements Store.
+func (m *MemoryStore) Load(ctx context.Context, id ID, now time.Time) (*Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec, ok := m.records[id]
+	if !ok || rec.Expired(now) {
+		return nil, nil
+	}
+	return rec.Clone(), nil
+}
+
+// Delete implements Store.
+func (m *MemoryStore) Delete(ctx context.Context, id ID) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.records, id)
+	return nil
+}
+
+// DeleteExpired implements Store.
+func (m *MemoryStore) DeleteExpired(ctx context.Context, now time.Time, limit int) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for id, rec := range m.records {
+		if limit > 0 && n >= int64(limit) {
+			break
+		}
+		if rec.Expired(now) {
+			delete(m.records, id)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Len reports how many records the store holds, expired ones included.
+func (m *MemoryStore) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.records)
+}

@@ -1,0 +1,657 @@
+// Package storetest is the conformance suite for core.Store implementations.
+// Every store in sqlsessions runs it; a third-party store should too:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) core.Store { return newTestStore(t) })
+//	}
+//
+// newStore may return a fresh store for every subtest or the same one: the
+// suite uses random ids and leaves other records alone, except that it
+// expects no record to expire in the year 2001 but its own.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/core"
+)
+
+// Run runs the whole suite against the stores newStore returns.
+func Run(t *testing.T, newStore func(t *testing.T) core.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(*testing.T, core.Store)
+	}{
+		{"CreateLoad", testCreateLoad},
+		{"LoadMissing", testLoadMissing},
+		{"ExpiryFilter", testExpiryFilter},
+		{"Collision", testCollision},
+		{"SaveVersions", testSaveVersions},
+		{"SaveMissing", testSaveMissing},
+		{"SaveEmptyDeletes", testSaveEmptyDeletes},
+		{"Delete", testDelete},
+		{"DeleteExpired", testDeleteExpired},
+		{"CaseSensitiveIDs", testCaseSensitiveIDs},
+		{"LargeValue", testLargeValue},
+		{"UnicodeKeys", testUnicodeKeys},
+		{"EmptyData", testEmptyData},
+		{"CanceledContext", testCanceledContext},
+		{"SessionRoundTrip", testSessionRoundTrip},
+		{"SessionCollisionRetry", testSessionCollisionRetry},
+		{"SessionConcurrentKeys", testSessionConcurrentKeys},
+		{"SessionReplayRemoveAndClear", testSessionReplay},
+		{"SessionFlushNotResurrected", testSessionFlushNotResurrected},
+		{"SessionCycleNotResurrected", testSessionCycleNotResurrected},
+		{"SessionExpiry", testSessionExpiry},
+		{"SessionRemoveLastValue", testSessionRemoveLast},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+}
+
+// now is the suite's clock: the present, at microsecond precision, which
+// every SQL backend keeps.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func newID(t *testing.T) core.ID {
+	t.Helper()
+	tok, err := core.NewToken(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.ID()
+}
+
+func enc(t *testing.T, s core.Store, v any) []byte {
+	t.Helper()
+	b, err := s.Codec().Marshal(v)
+	if err != nil {
+		t.Fatalf("encoding %v: %v", v, err)
+	}
+	return b
+}
+
+func newRecord(t *testing.T, s core.Store, expiry time.Time, kv ...any) *core.Record {
+	t.Helper()
+	rec := &core.Record{ID: newID(t), Data: map[string][]byte{}, Expiry: expiry}
+	for i := 0; i+1 < len(kv); i += 2 {
+		rec.Data[kv[i].(string)] = enc(t, s, kv[i+1])
+	}
+	return rec
+}
+
+func mustCreate(t *testing.T, s core.Store, rec *core.Record) {
+	t.Helper()
+	if err := s.Create(context.Background(), rec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if rec.Version != 1 {
+		t.Fatalf("Create set version %d, want 1", rec.Version)
+	}
+}
+
+func mustLoad(t *testing.T, s core.Store, id core.ID, at time.Time) *core.Record {
+	t.Helper()
+	rec, err := s.Load(context.Background(), id, at)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return rec
+}
+
+func sameRecord(t *testing.T, got, want *core.Record) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("record %s not found", want.ID)
+	}
+	if got.ID != want.ID || got.Version != want.Version || !got.Expiry.Equal(want.Expiry) {
+		t.Fatalf("got record (%s v%d %s), want (%s v%d %s)", got.ID, got.Version, got.Expiry, want.ID, want.Version, want.Expiry)
+	}
+	if got.Expiry.Location() != time.UTC {
+		t.Errorf("expiry %v is not in UTC", got.Expiry)
+	}
+	if len(got.Data) != len(want.Data) {
+		t.Fatalf("got %d keys, want %d", len(got.Data), len(want.Data))
+	}
+	for k, v := range want.Data {
+		if !bytes.Equal(got.Data[k], v) {
+			t.Fatalf("key %q: got %x, want %x", k, got.Data[k], v)
+		}
+	}
+}
+
+func testCreateLoad(t *testing.T, s core.Store) {
+	rec := newRecord(t, s, now().Add(time.Hour), "a", 1, "b", "two", "c", []string{"x", "y"})
+	mustCreate(t, s, rec)
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), rec)
+}
+
+func testLoadMissing(t *testing.T, s core.Store) {
+	if rec := mustLoad(t, s, newID(t), now()); rec != nil {
+		t.Fatalf("Load of an unknown id returned %+v", rec)
+	}
+}
+
+func testExpiryFilter(t *testing.T, s core.Store) {
+	exp := now().Add(time.Hour)
+	rec := newRecord(t, s, exp, "k", "v")
+	mustCreate(t, s, rec)
+	if got := mustLoad(t, s, rec.ID, exp.Add(-time.Millisecond)); got == nil {
+		t.Fatal("record not served 1ms before its expiry")
+	}
+	if got := mustLoad(t, s, rec.ID, exp.Add(time.Millisecond)); got != nil {
+		t.Fatal("record served 1ms after its expiry")
+	}
+	if got := mustLoad(t, s, rec.ID, exp.Add(time.Second)); got != nil {
+		t.Fatal("record served 1s after its expiry")
+	}
+}
+
+func testCollision(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	rec := newRecord(t, s, now().Add(time.Hour), "owner", "first")
+	mustCreate(t, s, rec)
+	dup := &core.Record{ID: rec.ID, Data: map[string][]byte{"owner": enc(t, s, "second")}, Expiry: now().Add(2 * time.Hour)}
+	if err := s.Create(ctx, dup); !errors.Is(err, core.ErrCollision) {
+		t.Fatalf("Create of an existing id: got %v, want ErrCollision", err)
+	}
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), rec)
+
+	// An expired record still holds its id until it is deleted.
+	old := newRecord(t, s, now().Add(-time.Hour), "k", "v")
+	mustCreate(t, s, old)
+	dup = &core.Record{ID: old.ID, Data: map[string][]byte{"k": enc(t, s, "w")}, Expiry: now().Add(time.Hour)}
+	if err := s.Create(ctx, dup); !errors.Is(err, core.ErrCollision) {
+		t.Fatalf("Create over an expired record: got %v, want ErrCollision", err)
+	}
+}
+
+func testSaveVersions(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	rec := newRecord(t, s, now().Add(time.Hour), "n", 1)
+	mustCreate(t, s, rec)
+
+	v2 := rec.Clone()
+	v2.Data["n"] = enc(t, s, 2)
+	v2.Expiry = now().Add(2 * time.Hour)
+	if err := s.Save(ctx, v2); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	if v2.Version != 2 {
+		t.Fatalf("Save set version %d, want 2", v2.Version)
+	}
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), v2)
+
+	stale := rec.Clone() // still version 1
+	stale.Data["n"] = enc(t, s, 99)
+	if err := s.Save(ctx, stale); !errors.Is(err, core.ErrConflict) {
+		t.Fatalf("Save at a stale version: got %v, want ErrConflict", err)
+	}
+	if stale.Version != 1 {
+		t.Fatalf("a failed Save changed the version to %d", stale.Version)
+	}
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), v2)
+}
+
+func testSaveMissing(t *testing.T, s core.Store) {
+	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	rec.Version = 1
+	if err := s.Save(context.Background(), rec); !errors.Is(err, core.ErrConflict) {
+		t.Fatalf("Save of a missing record: got %v, want ErrConflict", err)
+	}
+	if got := mustLoad(t, s, rec.ID, now()); got != nil {
+		t.Fatal("Save of a missing record created it")
+	}
+}
+
+func testSaveEmptyDeletes(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	mustCreate(t, s, rec)
+
+	stale := &core.Record{ID: rec.ID, Data: map[string][]byte{}, Expiry: rec.Expiry, Version: 7}
+	if err := s.Save(ctx, stale); !errors.Is(err, core.ErrConflict) {
+		t.Fatalf("emptying Save at a wrong version: got %v, want ErrConflict", err)
+	}
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), rec)
+
+	empty := &core.Record{ID: rec.ID, Data: map[string][]byte{}, Expiry: rec.Expiry, Version: 1}
+	if err := s.Save(ctx, empty); err != nil {
+		t.Fatalf("emptying Save: %v", err)
+	}
+	if got := mustLoad(t, s, rec.ID, now()); got != nil {
+		t.Fatal("Save with empty data did not delete the record")
+	}
+}
+
+func testDelete(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	keep := newRecord(t, s, now().Add(time.Hour), "k", "keep")
+	gone := newRecord(t, s, now().Add(time.Hour), "k", "gone")
+	mustCreate(t, s, keep)
+	mustCreate(t, s, gone)
+	if err := s.Delete(ctx, gone.ID); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if got := mustLoad(t, s, gone.ID, now()); got != nil {
+		t.Fatal("deleted record still loads")
+	}
+	sameRecord(t, mustLoad(t, s, keep.ID, now()), keep)
+	if err := s.Delete(ctx, gone.ID); err != nil {
+		t.Fatalf("Delete of a missing id: %v", err)
+	}
+	if err := s.Delete(ctx, newID(t)); err != nil {
+		t.Fatalf("Delete of an unknown id: %v", err)
+	}
+}
+
+func testDeleteExpired(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	t0 := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	var expired, live []*core.Record
+	for i := range 10 {
+		rec := newRecord(t, s, t0.Add(-time.Duration(i+1)*time.Minute), "i", i)
+		mustCreate(t, s, rec)
+		expired = append(expired, rec)
+	}
+	for i := range 5 {
+		rec := newRecord(t, s, t0.Add(time.Duration(i+1)*time.Minute), "i", i)
+		mustCreate(t, s, rec)
+		live = append(live, rec)
+	}
+	n, err := s.DeleteExpired(ctx, t0, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("DeleteExpired(limit 3) = %d, %v; want 3", n, err)
+	}
+	n, err = s.DeleteExpired(ctx, t0, 0)
+	if err != nil || n != 7 {
+		t.Fatalf("DeleteExpired(no limit) = %d, %v; want 7", n, err)
+	}
+	n, err = s.DeleteExpired(ctx, t0, 0)
+	if err != nil || n != 0 {
+		t.Fatalf("DeleteExpired again = %d, %v; want 0", n, err)
+	}
+	for _, rec := range live {
+		sameRecord(t, mustLoad(t, s, rec.ID, t0), rec)
+	}
+	for _, rec := range expired {
+		// Create succeeds only if the expired row is really gone.
+		again := &core.Record{ID: rec.ID, Data: rec.Data, Expiry: now().Add(time.Hour)}
+		if err := s.Create(ctx, again); err != nil {
+			t.Fatalf("expired record %s was not deleted: %v", rec.ID, err)
+		}
+	}
+}
+
+func testCaseSensitiveIDs(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	var lower, upper *core.Record
+	for lower == nil {
+		rec := newRecord(t, s, now().Add(time.Hour), "case", "lower")
+		if i := strings.IndexAny(string(rec.ID), "abcdefghijklmnopqrstuvwxyz"); i >= 0 {
+			rec.ID = core.ID(strings.ToLower(string(rec.ID)))
+			lower = rec
+		}
+	}
+	upper = newRecord(t, s, now().Add(time.Hour), "case", "upper")
+	upper.ID = core.ID(strings.ToUpper(string(lower.ID)))
+	mustCreate(t, s, lower)
+	if err := s.Create(ctx, upper); err != nil {
+		t.Fatalf("ids differing only in case collide: %v", err)
+	}
+	sameRecord(t, mustLoad(t, s, lower.ID, now()), lower)
+	sameRecord(t, mustLoad(t, s, upper.ID, now()), upper)
+}
+
+func testLargeValue(t *testing.T, s core.Store) {
+	big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	rec := newRecord(t, s, now().Add(time.Hour), "big", big)
+	mustCreate(t, s, rec)
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), rec)
+}
+
+func testUnicodeKeys(t *testing.T, s core.Store) {
+	rec := newRecord(t, s, now().Add(time.Hour), "ключ", "значение", "鍵", "値", "emoji 🍪", "🍪", "", "empty key")
+	mustCreate(t, s, rec)
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), rec)
+}
+
+func testEmptyData(t *testing.T, s core.Store) {
+	rec := newRecord(t, s, now().Add(time.Hour))
+	mustCreate(t, s, rec)
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), rec)
+}
+
+func testCanceledContext(t *testing.T, s core.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	if err := s.Create(ctx, rec); err == nil {
+		t.Error("Create with a canceled context succeeded")
+	}
+	if _, err := s.Load(ctx, rec.ID, now()); err == nil {
+		t.Error("Load with a canceled context succeeded")
+	}
+	rec.Version = 1
+	if err := s.Save(ctx, rec); err == nil {
+		t.Error("Save with a canceled context succeeded")
+	}
+	if err := s.Delete(ctx, rec.ID); err == nil {
+		t.Error("Delete with a canceled context succeeded")
+	}
+	if _, err := s.DeleteExpired(ctx, now(), 0); err == nil {
+		t.Error("DeleteExpired with a canceled context succeeded")
+	}
+}
+
+type profile struct {
+	Name  string
+	Age   int
+	Tags  []string
+	Since time.Time
+}
+
+func commit(t *testing.T, sess *core.Session, want core.CommitResult) {
+	t.Helper()
+	got, err := sess.Commit(context.Background())
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if got != want {
+		t.Fatalf("Commit = %v, want %v", got, want)
+	}
+}
+
+func newSession(t *testing.T, s core.Store) (*core.Session, string) {
+	t.Helper()
+	ctx := context.Background()
+	sess := core.NewSession(s, "", nil)
+	if err := sess.Insert(ctx, "seed", "value"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, sess, core.Saved)
+	return sess, sess.Token().String()
+}
+
+func testSessionRoundTrip(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	p := profile{Name: "Ada", Age: 36, Tags: []string{"math", "engines"}, Since: time.Date(1843, 7, 1, 12, 0, 0, 0, time.UTC)}
+	sess := core.NewSession(s, "", nil)
+	if err := sess.Insert(ctx, "count", 41); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Insert(ctx, "profile", p); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, sess, core.Saved)
+	token := sess.Token().String()
+	if len(token) != core.TokenLen {
+		t.Fatalf("token %q has length %d", token, len(token))
+	}
+	if rec := mustLoad(t, s, core.ID(token), now()); rec != nil {
+		t.Fatal("the store keeps the session under its raw token")
+	}
+
+	again := core.NewSession(s, token, nil)
+	n, ok, err := core.Get[int](ctx, again, "count")
+	if err != nil || !ok || n != 41 {
+		t.Fatalf("Get count = %d, %v, %v", n, ok, err)
+	}
+	got, ok, err := core.Get[profile](ctx, again, "profile")
+	if err != nil || !ok || got.Name != p.Name || got.Age != p.Age || len(got.Tags) != 2 || !got.Since.Equal(p.Since) {
+		t.Fatalf("Get profile = %+v, %v, %v", got, ok, err)
+	}
+	if _, ok, err := core.Get[int](ctx, again, "missing"); ok || err != nil {
+		t.Fatalf("Get missing = %v, %v", ok, err)
+	}
+	commit(t, again, core.Unchanged) // reading does not write
+
+	if err := again.Insert(ctx, "count", 42); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, again, core.Saved)
+	if again.Token().String() != token {
+		t.Fatal("saving an existing session changed its token")
+	}
+	third := core.NewSession(s, token, nil)
+	if n, _, _ := core.Get[int](ctx, third, "count"); n != 42 {
+		t.Fatalf("count = %d after save, want 42", n)
+	}
+}
+
+// sequence yields the given 16-byte blocks, then crypto-quality bytes from a
+// counter: enough for tests that force a token collision.
+type sequence struct {
+	blocks [][]byte
+	n      byte
+}
+
+func (s *sequence) Read(p []byte) (int, error) {
+	if len(s.blocks) > 0 {
+		n := copy(p, s.blocks[0])
+		s.blocks = s.blocks[1:]
+		return n, nil
+	}
+	s.n++
+	for i := range p {
+		p[i] = s.n ^ byte(i*31)
+	}
+	return len(p), nil
+}
+
+func testSessionCollisionRetry(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	block := bytes.Repeat([]byte{0xA5}, 16)
+	// Make the block unique per run, so stores shared between runs work.
+	if _, err := rand.Read(block[:8]); err != nil {
+		t.Fatal(err)
+	}
+	first := core.NewSession(s, "", &core.Options{Rand: &sequence{blocks: [][]byte{block}}})
+	if err := first.Insert(ctx, "who", "first"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, first, core.Saved)
+
+	second := core.NewSession(s, "", &core.Options{Rand: &sequence{blocks: [][]byte{block, block}}})
+	if err := second.Insert(ctx, "who", "second"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, second, core.Saved)
+	if second.Token().Equal(first.Token()) {
+		t.Fatal("a colliding token was reused")
+	}
+	for _, c := range []struct {
+		sess *core.Session
+		want string
+	}{{first, "first"}, {second, "second"}} {
+		who, ok, err := core.Get[string](ctx, core.NewSession(s, c.sess.Token().String(), nil), "who")
+		if err != nil || !ok || who != c.want {
+			t.Fatalf("session %s holds %q, %v, %v; want %q", c.sess.ID(), who, ok, err, c.want)
+		}
+	}
+}
+
+func testSessionConcurrentKeys(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	_, token := newSession(t, s)
+	const writers = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			sess := core.NewSession(s, token, nil)
+			if err := sess.Insert(ctx, fmt.Sprintf("key-%02d", i), i); err != nil {
+				errs <- err
+				return
+			}
+			res, err := sess.Commit(ctx)
+			if err == nil && res != core.Saved {
+				err = fmt.Errorf("writer %d: Commit = %v", i, res)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	keys, err := core.NewSession(s, token, nil).Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != writers+1 {
+		t.Fatalf("%d keys survived, want %d: %v", len(keys), writers+1, keys)
+	}
+}
+
+func testSessionReplay(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	base := core.NewSession(s, "", nil)
+	for _, k := range []string{"a", "b", "c"} {
+		if err := base.Insert(ctx, k, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(t, base, core.Saved)
+	token := base.Token().String()
+
+	remover := core.NewSession(s, token, nil)
+	clearer := core.NewSession(s, token, nil)
+	if _, err := remover.Remove(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := clearer.Clear(ctx); err != nil { // sees a, b, c
+		t.Fatal(err)
+	}
+	if err := clearer.Insert(ctx, "d", "d"); err != nil {
+		t.Fatal(err)
+	}
+	writer := core.NewSession(s, token, nil)
+	if err := writer.Insert(ctx, "e", "e"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, writer, core.Saved)
+	commit(t, remover, core.Saved)
+	commit(t, clearer, core.Saved)
+
+	keys, err := core.NewSession(s, token, nil).Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(keys, ","); got != "d,e" {
+		t.Fatalf("keys after concurrent remove, clear and insert = %s, want d,e", got)
+	}
+}
+
+func testSessionFlushNotResurrected(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	_, token := newSession(t, s)
+	late := core.NewSession(s, token, nil)
+	if _, err := late.Keys(ctx); err != nil { // loads before the flush
+		t.Fatal(err)
+	}
+	flusher := core.NewSession(s, token, nil)
+	if err := flusher.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, flusher, core.Removed)
+
+	if err := late.Insert(ctx, "after", "flush"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, late, core.Superseded)
+	if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
+		t.Fatalf("flushed session came back: %v", rec.Data)
+	}
+}
+
+func testSessionCycleNotResurrected(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	_, token := newSession(t, s)
+	late := core.NewSession(s, token, nil)
+	if _, err := late.Keys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cycler := core.NewSession(s, token, nil)
+	if err := cycler.CycleID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The old token stops working at once, before the response is sent.
+	if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
+		t.Fatal("old id still loads after CycleID")
+	}
+	commit(t, cycler, core.Saved)
+	newToken := cycler.Token().String()
+	if newToken == token || newToken == "" {
+		t.Fatalf("CycleID kept token %q", newToken)
+	}
+	if v, ok, err := core.Get[string](ctx, core.NewSession(s, newToken, nil), "seed"); err != nil || !ok || v != "value" {
+		t.Fatalf("data after CycleID: %q, %v, %v", v, ok, err)
+	}
+
+	if err := late.Insert(ctx, "after", "cycle"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, late, core.Superseded)
+	if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
+		t.Fatal("cycled session came back under its old id")
+	}
+}
+
+func testSessionExpiry(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	clock := now()
+	opts := &core.Options{Expiry: core.OnInactivity(10 * time.Second), Now: func() time.Time { return clock }}
+	sess := core.NewSession(s, "", opts)
+	if err := sess.Insert(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, sess, core.Saved)
+	token := sess.Token().String()
+	rec := mustLoad(t, s, sess.ID(), clock)
+	if rec == nil || !rec.Expiry.Equal(clock.Add(10*time.Second)) {
+		t.Fatalf("record expiry = %v, want %v", rec, clock.Add(10*time.Second))
+	}
+
+	clock = clock.Add(11 * time.Second)
+	later := core.NewSession(s, token, opts)
+	if _, ok, err := core.Get[string](ctx, later, "k"); ok || err != nil {
+		t.Fatalf("expired session served: %v, %v", ok, err)
+	}
+	commit(t, later, core.Removed)
+}
+
+func testSessionRemoveLast(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	_, token := newSession(t, s)
+	sess := core.NewSession(s, token, nil)
+	if ok, err := sess.Remove(ctx, "seed"); !ok || err != nil {
+		t.Fatalf("Remove = %v, %v", ok, err)
+	}
+	commit(t, sess, core.Removed)
+	if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
+		t.Fatal("session emptied by Remove is still stored")
+	}
+}
+
+func mustParse(t *testing.T, token string) core.Token {
+	t.Helper()
+	tok, err := core.ParseToken(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
