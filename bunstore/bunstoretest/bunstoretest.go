@@ -1,0 +1,279 @@
+// Package bunstoretest opens the databases bunstore's tests run against and
+// gives each test a fresh, uniquely named schema, database or file, so tests
+// and parallel runs never collide. Other modules' tests import it too.
+//
+// Servers are found through environment variables:
+//
+//	SQLSESSIONS_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+//	SQLSESSIONS_MYSQL_URL     default root@tcp(127.0.0.1:3306)/test?parseTime=true&loc=UTC
+//
+// SQLSESSIONS_MYSQL_URL takes a go-sql-driver/mysql DSN or the URL form
+// mysql://user:pass@host:port/db?params (parseTime=true&loc=UTC are added to
+// the URL form unless given).
+//
+// A server that cannot be reached skips the test (t.Skip, with the reason),
+// except when the environment variable CI is set: then the test fails, so CI
+// never passes by skipping.
+//
+// SQLite needs no server: OpenSQLite opens a file in t.TempDir() with
+// github.com/ncruces/go-sqlite3 (no cgo; the SQLite build is compiled into
+// that module, nothing to download).
+package bunstoretest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"       // "mysql" driver
+	_ "github.com/jackc/pgx/v5/stdlib"       // "pgx" driver
+	_ "github.com/lib/pq"                    // "postgres" driver
+	_ "github.com/ncruces/go-sqlite3/driver" // "sqlite3" driver
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+	"github.com/uptrace/bun/dialect/mysqldialect"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+)
+
+// Environment variables naming the test servers.
+const (
+	EnvPostgres = "SQLSESSIONS_POSTGRES_URL"
+	EnvMySQL    = "SQLSESSIONS_MYSQL_URL"
+)
+
+// Default server addresses, used when the environment variables are unset.
+const (
+	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultMySQLDSN    = "root@tcp(127.0.0.1:3306)/test?parseTime=true&loc=UTC"
+)
+
+// PoolSize is the number of connections each opened pool keeps, open and
+// idle alike (prepared statements live on idle connections).
+const PoolSize = 8
+
+// PostgresURL returns SQLSESSIONS_POSTGRES_URL, or DefaultPostgresURL.
+func PostgresURL() string {
+	if u := os.Getenv(EnvPostgres); u != "" {
+		return u
+	}
+	return DefaultPostgresURL
+}
+
+// MySQLDSN returns SQLSESSIONS_MYSQL_URL, or DefaultMySQLDSN, as a
+// go-sql-driver/mysql DSN.
+func MySQLDSN() string {
+	u := os.Getenv(EnvMySQL)
+	if u == "" {
+		return DefaultMySQLDSN
+	}
+	dsn, err := MySQLURLToDSN(u)
+	if err != nil {
+		return u // let the driver report it
+	}
+	return dsn
+}
+
+// MySQLURLToDSN converts mysql://user:pass@host:port/db?params to the
+// go-sql-driver/mysql DSN user:pass@tcp(host:port)/db?params, adding
+// parseTime=true and loc=UTC unless params set them. Anything not starting
+// with mysql:// is returned as it is.
+func MySQLURLToDSN(s string) (string, error) {
+	if !strings.HasPrefix(s, "mysql://") {
+		return s, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("bunstoretest: parsing MySQL URL: %w", err)
+	}
+	q := u.Query()
+	if !q.Has("parseTime") {
+		q.Set("parseTime", "true")
+	}
+	if !q.Has("loc") {
+		q.Set("loc", "UTC")
+	}
+	var user string
+	if u.User != nil {
+		user = u.User.Username()
+		if p, ok := u.User.Password(); ok {
+			user += ":" + p
+		}
+		user += "@"
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":3306"
+	}
+	return fmt.Sprintf("%stcp(%s)/%s?%s", user, host, strings.TrimPrefix(u.Path, "/"), q.Encode()), nil
+}
+
+// unreachable skips the test, or fails it under CI.
+func unreachable(t testing.TB, what string, err error) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not reachable (and CI is set, so this is a failure, not a skip): %v", what, err)
+	}
+	t.Skipf("%s is not reachable, skipping (set CI=1 to make this a failure): %v", what, err)
+}
+
+func pool(t testing.TB, what, driverName, dsn string, size int) *sql.DB {
+	t.Helper()
+	sqldb, err := sql.Open(driverName, dsn)
+	if err != nil {
+		t.Fatalf("opening %s: %v", what, err)
+	}
+	sqldb.SetMaxOpenConns(size)
+	sqldb.SetMaxIdleConns(size)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sqldb.PingContext(ctx); err != nil {
+		sqldb.Close()
+		unreachable(t, what, err)
+	}
+	t.Cleanup(func() { sqldb.Close() })
+	return sqldb
+}
+
+// OpenPostgres opens PostgresURL() with the pgx stdlib driver (closed when
+// the test ends).
+func OpenPostgres(t testing.TB) *bun.DB {
+	t.Helper()
+	return bun.NewDB(pool(t, "PostgreSQL ("+EnvPostgres+")", "pgx", PostgresURL(), PoolSize), pgdialect.New())
+}
+
+// OpenPostgresPQ opens PostgresURL() with the lib/pq driver.
+func OpenPostgresPQ(t testing.TB) *bun.DB {
+	t.Helper()
+	return bun.NewDB(pool(t, "PostgreSQL ("+EnvPostgres+")", "postgres", PostgresURL(), PoolSize), pgdialect.New())
+}
+
+// OpenPostgresDatabase creates a new, uniquely named PostgreSQL database,
+// opens it with pgx, and drops it when the test ends. Use it to test
+// defaults (such as the tower_sessions schema) that a shared database would
+// share between runs.
+func OpenPostgresDatabase(t testing.TB) *bun.DB {
+	t.Helper()
+	admin := OpenPostgres(t)
+	name := UniqueName()
+	ctx := context.Background()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE ?", bun.Ident(name)); err != nil {
+		t.Fatalf("creating database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS ? WITH (FORCE)", bun.Ident(name)); err != nil {
+			t.Errorf("dropping database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(PostgresURL())
+	if err != nil {
+		t.Fatalf("parsing %s: %v", EnvPostgres, err)
+	}
+	u.Path = "/" + name
+	// Registered after the DROP, so it runs (closing the pool) before it.
+	return bun.NewDB(pool(t, "PostgreSQL database "+name, "pgx", u.String(), PoolSize), pgdialect.New())
+}
+
+// OpenMySQL opens MySQLDSN().
+func OpenMySQL(t testing.TB) *bun.DB {
+	t.Helper()
+	return OpenMySQLDSN(t, MySQLDSN())
+}
+
+// OpenMySQLDSN opens a go-sql-driver/mysql DSN (e.g. MySQLDSN() with extra
+// parameters).
+func OpenMySQLDSN(t testing.TB, dsn string) *bun.DB {
+	t.Helper()
+	return bun.NewDB(pool(t, "MySQL ("+EnvMySQL+")", "mysql", dsn, PoolSize), mysqldialect.New(mysqldialect.WithTimeLocation("UTC")))
+}
+
+// SQLiteDSN returns the DSN OpenSQLite uses for the file at path: WAL,
+// synchronous=NORMAL and a 10 s busy timeout.
+func SQLiteDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(normal)"
+}
+
+// OpenSQLite opens a new SQLite database file in t.TempDir() with the
+// ncruces/go-sqlite3 driver and 4 connections.
+func OpenSQLite(t testing.TB) *bun.DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	return bun.NewDB(pool(t, "SQLite", "sqlite3", SQLiteDSN(path), 4), sqlitedialect.New())
+}
+
+// UniqueName returns a fresh lower-case identifier, e.g. for a schema.
+func UniqueName() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "sqlsessions_test_" + hex.EncodeToString(b[:])
+}
+
+// UniqueSchema returns a fresh schema (PostgreSQL) or database (MySQL) name
+// that does not exist yet, and drops whatever has that name when the test
+// ends. On SQLite, which has no schemas, it returns "".
+func UniqueSchema(t testing.TB, db *bun.DB) string {
+	t.Helper()
+	var drop string
+	switch db.Dialect().Name() {
+	case dialect.PG:
+		drop = "DROP SCHEMA IF EXISTS ? CASCADE"
+	case dialect.MySQL:
+		drop = "DROP DATABASE IF EXISTS ?"
+	default:
+		return ""
+	}
+	name := UniqueName()
+	t.Cleanup(func() {
+		if _, err := db.ExecContext(context.Background(), drop, bun.Ident(name)); err != nil {
+			t.Errorf("dropping schema %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// NewStore returns a migrated store on db in a fresh schema (PostgreSQL,
+// MySQL; options given later override it), closed when the test ends.
+func NewStore(t testing.TB, db *bun.DB, opts ...bunstore.Option) *bunstore.Store {
+	t.Helper()
+	if schema := UniqueSchema(t, db); schema != "" {
+		opts = append([]bunstore.Option{bunstore.WithSchemaName(schema)}, opts...)
+	}
+	s, err := bunstore.New(db, opts...)
+	if err != nil {
+		t.Fatalf("bunstore.New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}
+
+// Dialect names a database to test against and how to open it.
+type Dialect struct {
+	// Name is a subtest name: "postgres", "postgres-libpq", "mysql" or
+	// "sqlite".
+	Name string
+	// Open opens a pool for the test (closed when it ends).
+	Open func(testing.TB) *bun.DB
+}
+
+// Dialects lists every database bunstore supports, with the drivers it is
+// tested with.
+func Dialects() []Dialect {
+	return []Dialect{
+		{"postgres", OpenPostgres},
+		{"postgres-libpq", OpenPostgresPQ},
+		{"mysql", OpenMySQL},
+		{"sqlite", OpenSQLite},
+	}
+}

@@ -1,0 +1,30 @@
+package bunstore_test
+
+import (
+	"testing"
+
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/core/storetest"
+)
+
+// TestConformance runs core's store suite on every dialect and driver, each
+// in a fresh schema (or file), once with the default table name and once
+// with a custom schema and table.
+func TestConformance(t *testing.T) {
+	for _, d := range bunstoretest.Dialects() {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			db := d.Open(t)
+			s := bunstoretest.NewStore(t, db)
+			storetest.Run(t, func(*testing.T) core.Store { return s })
+		})
+		t.Run(d.Name+"-custom-names", func(t *testing.T) {
+			t.Parallel()
+			db := d.Open(t)
+			s := bunstoretest.NewStore(t, db, bunstore.WithTableName("My_Sessions_2"))
+			storetest.Run(t, func(*testing.T) core.Store { return s })
+		})
+	}
+}

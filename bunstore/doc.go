@@ -1,0 +1,54 @@
+// Package bunstore is a sqlsessions session store (a core.Store) for
+// PostgreSQL, MySQL/MariaDB and SQLite, over the application's own
+// connection pool wrapped in a *bun.DB (github.com/uptrace/bun). The dialect
+// of the *bun.DB (pgdialect, mysqldialect or sqlitedialect) decides the SQL.
+//
+//	store, err := bunstore.New(db) // options: WithSchemaName, WithTableName, ...
+//	if err != nil { ... }
+//	defer store.Close()
+//	if err := store.Migrate(ctx); err != nil { ... }
+//	go store.ContinuouslyDeleteExpired(ctx, time.Hour)
+//
+// # Storage
+//
+// One table, by default tower_sessions.session (PostgreSQL, MySQL) or
+// tower_sessions (SQLite), with an index on expiry_date:
+//
+//	            PostgreSQL    MySQL / MariaDB                      SQLite
+//	id          text PK       VARCHAR(128) ascii, ascii_bin PK     TEXT PK
+//	data        bytea         LONGBLOB                             BLOB
+//	expiry_date timestamptz   DATETIME(6), UTC                     INTEGER, µs since the Unix epoch
+//	version     bigint        BIGINT                               INTEGER
+//
+// Ids are case-sensitive everywhere. Expiries keep microseconds on every
+// dialect (the store truncates to microseconds), have no 2038 limit, and are
+// compared with a "now" from the application's clock (passed to Load and
+// DeleteExpired), never the database's. The data column holds the record's
+// values as one blob written by the store's codec, by default MsgPack: a
+// MessagePack map of key to value that any MessagePack tool can print.
+//
+// # Drivers
+//
+// PostgreSQL: github.com/jackc/pgx/v5/stdlib or github.com/lib/pq.
+// MySQL/MariaDB: github.com/go-sql-driver/mysql. The store writes and reads
+// DATETIME(6) as UTC wall-clock time itself, so its expiries are right
+// whatever the DSN's loc and parseTime and the session time_zone; for your
+// own queries on the table use parseTime=true&loc=UTC (and
+// mysqldialect.WithTimeLocation("UTC") for bun's builder).
+// SQLite: github.com/ncruces/go-sqlite3/driver (no cgo), e.g. through the
+// sqlitewasm module; use WAL, synchronous=NORMAL and a busy_timeout.
+//
+// # Performance
+//
+// Create, Save, Load and Delete each run exactly one statement. Their SQL is
+// built once by New (bun quotes the identifiers) and runs as prepared
+// statements with bound arguments on the *bun.DB's *sql.DB, which puts the
+// store within a few percent of hand-written database/sql. Prepared
+// statements live on pooled connections: call db.SetMaxIdleConns(n) with the
+// same n as db.SetMaxOpenConns(n), or database/sql (which keeps 2 idle
+// connections by default) re-prepares them as connections churn.
+//
+// Because these statements bypass bun's query path, hooks attached to the
+// *bun.DB do not see them: pass hooks with WithQueryHook as well. Migrate
+// runs through bun and its hooks.
+package bunstore

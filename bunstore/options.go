@@ -1,0 +1,72 @@
+package bunstore
+
+import (
+	"log/slog"
+
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/uptrace/bun"
+)
+
+// Option configures a Store; pass options to New.
+type Option func(*config)
+
+type config struct {
+	schema, table string
+	schemaSet     bool
+	codec         core.Codec
+	logger        *slog.Logger
+	hooks         []bun.QueryHook
+	batch         int
+}
+
+// WithSchemaName sets the schema (PostgreSQL) or database (MySQL) that holds
+// the table. Default: "tower_sessions". It must be a plain identifier
+// ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes); anything else makes New fail.
+// SQLite has no schemas: New fails if this option is given for SQLite.
+func WithSchemaName(name string) Option {
+	return func(c *config) { c.schema, c.schemaSet = name, true }
+}
+
+// WithTableName sets the table name. Default: "session" on PostgreSQL and
+// MySQL, "tower_sessions" on SQLite. It must be a plain identifier
+// ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes); anything else makes New fail.
+func WithTableName(name string) Option {
+	return func(c *config) { c.table = name }
+}
+
+// WithCodec sets the codec for session values and record blobs. Default:
+// MsgPack. Change it only for a new table: rows written with another codec
+// fail to decode (and Load reports them as corrupt).
+func WithCodec(codec core.Codec) Option {
+	return func(c *config) { c.codec = codec }
+}
+
+// WithLogger sets the logger ContinuouslyDeleteExpired reports failed rounds
+// to. Default: slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
+// WithQueryHook adds a bun query hook that observes the store's own
+// statements. Create, Save, Load, Delete and DeleteExpired run as prepared
+// statements on the underlying *sql.DB, where the hooks attached to the
+// *bun.DB do not see them (bun only runs hooks for its own query path): pass
+// the same hook here (e.g. for tracing, logging or metrics) to observe them.
+// The hook receives a QueryEvent with Query, QueryArgs, StartTime, Result and
+// Err set; IQuery and Model are nil. Default: none, which costs nothing.
+func WithQueryHook(h bun.QueryHook) Option {
+	return func(c *config) {
+		if h != nil {
+			c.hooks = append(c.hooks, h)
+		}
+	}
+}
+
+// WithDeleteBatchSize sets how many expired rows one DELETE statement removes
+// at most, in DeleteExpired and ContinuouslyDeleteExpired. Default: 1000,
+// small enough that a purge never holds locks for long while concurrent
+// requests run; raise it to purge a large backlog faster. Values below 1
+// make New fail.
+func WithDeleteBatchSize(n int) Option {
+	return func(c *config) { c.batch = n }
+}

@@ -1,0 +1,277 @@
+package bunstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+)
+
+// Default names of the table and its schema.
+const (
+	// DefaultSchemaName is the schema (PostgreSQL) or database (MySQL)
+	// holding the table unless WithSchemaName says otherwise.
+	DefaultSchemaName = "tower_sessions"
+	// DefaultTableName is the table name on PostgreSQL and MySQL.
+	DefaultTableName = "session"
+	// DefaultSQLiteTableName is the table name on SQLite, which has no
+	// schemas.
+	DefaultSQLiteTableName = "tower_sessions"
+	// DefaultDeleteBatchSize is how many expired rows one DELETE removes at
+	// most unless WithDeleteBatchSize says otherwise.
+	DefaultDeleteBatchSize = 1000
+)
+
+// Store is a core.Store that keeps sessions in one table of a PostgreSQL,
+// MySQL/MariaDB or SQLite database reached through a *bun.DB. It is safe for
+// concurrent use. Create it with New, create its table with Migrate, and
+// release its prepared statements with Close.
+type Store struct {
+	db      *bun.DB
+	sqldb   *sql.DB
+	dialect dialect.Name
+	schema  string
+	table   string
+	codec   core.Codec
+	logger  *slog.Logger
+	hooks   []bun.QueryHook
+	batch   int
+	closed  atomic.Bool
+
+	st                                            *statements
+	create, save, deleteVersion, load, del, purge lazyStmt
+}
+
+var _ core.Store = (*Store)(nil)
+
+// New returns a Store for db, whose dialect (pgdialect, mysqldialect or
+// sqlitedialect) decides the SQL. It validates the options and builds every
+// statement; it runs no query (call Migrate to create the table).
+//
+// The store runs its per-request statements as prepared statements on db's
+// *sql.DB. A prepared statement lives on each pooled connection, so set
+// db.SetMaxIdleConns to the same value as db.SetMaxOpenConns: database/sql
+// keeps only 2 idle connections by default and the statements are
+// re-prepared every time a connection is replaced.
+func New(db *bun.DB, opts ...Option) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("bunstore: New: db is nil")
+	}
+	name := db.Dialect().Name()
+	c := config{codec: MsgPack, batch: DefaultDeleteBatchSize}
+	switch name {
+	case dialect.PG, dialect.MySQL:
+		c.schema, c.table = DefaultSchemaName, DefaultTableName
+	case dialect.SQLite:
+		c.table = DefaultSQLiteTableName
+	default:
+		return nil, fmt.Errorf("bunstore: unsupported dialect %q: use pgdialect, mysqldialect or sqlitedialect", name)
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if name == dialect.SQLite {
+		if c.schemaSet {
+			return nil, fmt.Errorf("%w: SQLite has no schemas: drop WithSchemaName(%q) (use another database file, or WithTableName)", ErrInvalidName, c.schema)
+		}
+	} else if err := validName("schema", c.schema); err != nil {
+		return nil, err
+	}
+	if err := validName("table", c.table); err != nil {
+		return nil, err
+	}
+	if c.codec == nil {
+		return nil, errors.New("bunstore: WithCodec: codec is nil")
+	}
+	if c.batch < 1 {
+		return nil, fmt.Errorf("bunstore: WithDeleteBatchSize(%d): the batch size must be at least 1", c.batch)
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	st, err := buildStatements(db, name, c.schema, c.table)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		db:      db,
+		sqldb:   db.DB,
+		dialect: name,
+		schema:  c.schema,
+		table:   c.table,
+		codec:   c.codec,
+		logger:  c.logger,
+		hooks:   c.hooks,
+		batch:   c.batch,
+		st:      st,
+	}
+	s.create.query = st.create
+	s.save.query = st.save
+	s.deleteVersion.query = st.deleteVersion
+	s.load.query = st.load
+	s.del.query = st.delete
+	s.purge.query = st.deleteExpired
+	return s, nil
+}
+
+// Codec returns the codec session values are encoded with.
+func (s *Store) Codec() core.Codec { return s.codec }
+
+// SchemaName returns the schema (PostgreSQL) or database (MySQL) holding the
+// table, or "" on SQLite.
+func (s *Store) SchemaName() string { return s.schema }
+
+// TableName returns the table's name, without its schema.
+func (s *Store) TableName() string { return s.table }
+
+// Close releases the store's prepared statements. It does not close the
+// database. Every method fails with ErrClosed afterwards.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	var errs []error
+	for _, l := range []*lazyStmt{&s.create, &s.save, &s.deleteVersion, &s.load, &s.del, &s.purge} {
+		errs = append(errs, l.close())
+	}
+	return errors.Join(errs...)
+}
+
+// Create inserts rec with version 1 in one statement, and sets rec.Version
+// to 1. An existing row with the same id, expired or not, is left alone and
+// the result is core.ErrCollision.
+func (s *Store) Create(ctx context.Context, rec *core.Record) error {
+	if rec == nil {
+		return errors.New("bunstore: create: nil record")
+	}
+	data, err := s.codec.EncodeMap(rec.Data)
+	if err != nil {
+		return fmt.Errorf("bunstore: create: encoding the record: %w", err)
+	}
+	res, err := s.exec(ctx, &s.create, string(rec.ID), data, s.expiryArg(rec.Expiry))
+	if err != nil {
+		if s.dialect == dialect.MySQL && isMySQLDuplicate(err) {
+			return core.ErrCollision
+		}
+		return fmt.Errorf("bunstore: create: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("bunstore: create: %w", err)
+	}
+	if n == 0 {
+		return core.ErrCollision
+	}
+	rec.Version = 1
+	return nil
+}
+
+// Save writes rec's data and expiry in one statement if the stored version
+// is still rec.Version, and increments rec.Version. A record with empty Data
+// is deleted instead, under the same condition. If the row is gone or has
+// another version, nothing changes and the result is core.ErrConflict.
+func (s *Store) Save(ctx context.Context, rec *core.Record) error {
+	if rec == nil {
+		return errors.New("bunstore: save: nil record")
+	}
+	if rec.Version > math.MaxInt64 {
+		return core.ErrConflict // no row can have this version
+	}
+	var res sql.Result
+	var err error
+	if len(rec.Data) == 0 {
+		res, err = s.exec(ctx, &s.deleteVersion, string(rec.ID), int64(rec.Version))
+	} else {
+		var data []byte
+		data, err = s.codec.EncodeMap(rec.Data)
+		if err != nil {
+			return fmt.Errorf("bunstore: save: encoding the record: %w", err)
+		}
+		res, err = s.exec(ctx, &s.save, data, s.expiryArg(rec.Expiry), string(rec.ID), int64(rec.Version))
+	}
+	if err != nil {
+		return fmt.Errorf("bunstore: save: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("bunstore: save: %w", err)
+	}
+	if n == 0 {
+		return core.ErrConflict
+	}
+	rec.Version++
+	return nil
+}
+
+// Load returns the record id in one statement, or (nil, nil) if it is
+// missing or expired at now. A row whose data cannot be decoded is an error
+// wrapping core.ErrCorruptRecord.
+func (s *Store) Load(ctx context.Context, id core.ID, now time.Time) (*core.Record, error) {
+	var (
+		data    []byte
+		expiry  time.Time
+		version int64
+	)
+	err := s.queryRow(ctx, &s.load, []any{string(id), s.expiryArg(now)}, &data, &expiryScanner{t: &expiry, mysql: s.dialect == dialect.MySQL}, &version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bunstore: load: %w", err)
+	}
+	m, err := s.codec.DecodeMap(data)
+	if err != nil {
+		if !errors.Is(err, core.ErrCorruptRecord) {
+			err = fmt.Errorf("%w: %w", core.ErrCorruptRecord, err)
+		}
+		return nil, fmt.Errorf("bunstore: load %s: %w", id, err)
+	}
+	if version < 0 {
+		return nil, fmt.Errorf("bunstore: load %s: %w: negative version %d", id, core.ErrCorruptRecord, version)
+	}
+	return &core.Record{ID: id, Data: m, Expiry: expiry, Version: uint64(version)}, nil
+}
+
+// Delete removes the record id, if any, in one statement.
+func (s *Store) Delete(ctx context.Context, id core.ID) error {
+	if _, err := s.exec(ctx, &s.del, string(id)); err != nil {
+		return fmt.Errorf("bunstore: delete: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpired removes up to limit records expired at now (limit <= 0: all
+// of them), in statements of at most the delete batch size each, and reports
+// how many it removed. Each batch commits on its own, so a large purge never
+// holds locks for long; concurrent requests keep running between batches.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int64, error) {
+	var total int64
+	nowArg := s.expiryArg(now)
+	for limit <= 0 || total < int64(limit) {
+		n := s.batch
+		if limit > 0 && int64(limit)-total < int64(n) {
+			n = int(int64(limit) - total)
+		}
+		res, err := s.exec(ctx, &s.purge, nowArg, n)
+		if err != nil {
+			return total, fmt.Errorf("bunstore: delete expired: %w", err)
+		}
+		got, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("bunstore: delete expired: %w", err)
+		}
+		total += got
+		if got < int64(n) {
+			break
+		}
+	}
+	return total, nil
+}
