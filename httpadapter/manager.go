@@ -1,0 +1,146 @@
+package httpadapter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/core"
+)
+
+// ErrSaveFailed is returned by Write, ReadFrom and Flush of the middleware's
+// ResponseWriter when the session could not be saved before the response
+// started: the error handler has answered the request instead, so the handler
+// should stop writing.
+var ErrSaveFailed = errors.New("httpadapter: the session could not be saved; the error handler answered the request")
+
+// Manager gives requests their sessions and manages the session cookie. Build
+// one with New and wrap handlers with Middleware. It is safe for concurrent
+// use and immutable once built.
+type Manager struct {
+	store        core.Store
+	opts         core.Options
+	codec        *codec
+	format       cookieFormat
+	errorHandler ErrorHandler
+	logger       *slog.Logger
+}
+
+// New returns a Manager keeping sessions in store. Without options it uses
+// the defaults of tower-sessions: cookie "id", Path "/", no Domain, Secure,
+// HttpOnly, SameSite=Strict, sessions that end with the browser session. It
+// returns an error for an invalid cookie name, path or domain, a key that is
+// not KeyLen bytes, signed and private keys together, or SameSite=None
+// without Secure.
+func New(store core.Store, opts ...Option) (*Manager, error) {
+	if store == nil {
+		return nil, errors.New("httpadapter: New needs a store")
+	}
+	c := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	f, err := newCookieFormat(&c)
+	if err != nil {
+		return nil, err
+	}
+	cd, err := newCodec(&c)
+	if err != nil {
+		return nil, err
+	}
+	if c.sessionEndLifetime < 0 {
+		return nil, errors.New("httpadapter: the session-end lifetime must not be negative")
+	}
+	m := &Manager{
+		store: store,
+		opts: core.Options{
+			Expiry:             c.expiry,
+			SessionEndLifetime: c.sessionEndLifetime,
+			AlwaysSave:         c.alwaysSave,
+			Now:                c.now,
+			Logger:             c.logger,
+		},
+		codec:        cd,
+		format:       f,
+		errorHandler: c.errorHandler,
+		logger:       c.logger,
+	}
+	if m.errorHandler == nil {
+		m.errorHandler = defaultErrorHandler
+	}
+	return m, nil
+}
+
+func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
+	http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+}
+
+func (m *Manager) now() time.Time {
+	if m.opts.Now != nil {
+		return m.opts.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.logger != nil {
+		return m.logger
+	}
+	return slog.Default()
+}
+
+// Middleware wraps next so that every request it serves has a session,
+// available with FromContext(r.Context()). See the package documentation for
+// when the session is saved and which cookie is sent.
+func (m *Manager) Middleware(next http.Handler) http.Handler {
+	return &handler{m: m, next: next}
+}
+
+type handler struct {
+	m    *Manager
+	next http.Handler
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m := h.m
+	// One allocation holds the response writer, the request's context and
+	// the bookkeeping of this request.
+	rw := &responseWriter{w: w, m: m}
+	rw.sess = core.NewSession(m.store, m.codec.presented(r.Header), &m.opts)
+	rw.ctx = sessionContext{Context: r.Context(), sess: rw.sess}
+	r = r.WithContext(&rw.ctx)
+	rw.r = r
+	h.next.ServeHTTP(rw, r)
+	rw.finish()
+}
+
+// FromContext returns the session of the request whose context is ctx, or
+// nil when ctx does not come from a request served by Middleware.
+func FromContext(ctx context.Context) *core.Session {
+	s, _ := ctx.Value(sessionKey{}).(*core.Session)
+	return s
+}
+
+type sessionKey struct{}
+
+// sessionContext carries the session. It is a context.Context in its own
+// right (rather than context.WithValue) so that it shares the allocation of
+// the responseWriter; every other lookup, including the ones context uses to
+// find its parent's cancellation, goes to the parent.
+type sessionContext struct {
+	context.Context
+	sess *core.Session
+}
+
+func (c *sessionContext) Value(key any) any {
+	if key == (sessionKey{}) {
+		return c.sess
+	}
+	return c.Context.Value(key)
+}
+
+func (c *sessionContext) String() string { return "httpadapter.sessionContext" }
