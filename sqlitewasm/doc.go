@@ -1,0 +1,40 @@
+// Package sqlitewasm opens an in-process SQLite database without cgo and
+// returns it as a ready *bun.DB for bunstore (or any other bun code).
+//
+// SQLite comes from github.com/ncruces/go-sqlite3: its SQLite build is
+// compiled to WebAssembly and translated to plain Go by wasm2go, so there is
+// no C toolchain, no cgo and no runtime interpreter; CGO_ENABLED=0 builds
+// work, and so do cross builds, including GOOS=wasip1 and GOOS=js.
+//
+// Open accepts the data source names the Rust seed (sqlx) accepts:
+//
+//	sqlite::memory:              one private in-memory database
+//	sqlite://sessions.db         a file, relative to the working directory
+//	sqlite:///var/lib/app/s.db   an absolute path
+//	sqlite:sessions.db           the short form
+//	sessions.db                  a plain path
+//	file:sessions.db?mode=rwc    an SQLite URI, passed through
+//
+// Every database gets defaults that suit a session store:
+//
+//   - busy_timeout is always set (10 s unless WithBusyTimeout), so writers
+//     wait for the lock instead of failing with "database is locked";
+//   - write transactions begin IMMEDIATE (_txlock=immediate), so a
+//     transaction that reads and then writes never dead-ends in SQLITE_BUSY;
+//   - files use journal_mode=WAL and synchronous=NORMAL: readers never block
+//     the writer and a commit costs no fsync;
+//   - an in-memory database is a single database shared by every pooled
+//     connection (ncruces' memdb VFS under a unique name), deleted when the
+//     *bun.DB is closed; plain ":memory:" would give each connection its own
+//     empty database;
+//   - the pool holds 4 connections, all kept idle between uses, because
+//     SQLite has one writer at a time and prepared statements live and die
+//     with their connection.
+//
+// On builds without file locking (GOOS=wasip1 or GOOS=js without the
+// sqlite3_dotlk build tag) a file database is opened with nolock=1, a
+// rollback journal (SQLite refuses WAL without locks) and a pool of one
+// connection: the only safe configuration there, for a single process. Build
+// with -tags sqlite3_dotlk to get dot-file locks, WAL through in-process
+// shared memory and a normal pool on those platforms.
+package sqlitewasm

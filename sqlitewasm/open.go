@@ -1,0 +1,168 @@
+package sqlitewasm
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
+	"github.com/ncruces/go-sqlite3/vfs"
+	"github.com/ncruces/go-sqlite3/vfs/memdb"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+)
+
+// DefaultMaxOpenConns is the pool size Open uses unless WithMaxOpenConns
+// says otherwise. SQLite runs one writer at a time; a few connections let
+// readers proceed beside it without piling up waiters on the write lock.
+const DefaultMaxOpenConns = 4
+
+// DefaultBusyTimeout is how long a connection waits for a lock held by
+// another connection before failing with SQLITE_BUSY, unless
+// WithBusyTimeout says otherwise.
+const DefaultBusyTimeout = 10 * time.Second
+
+// ErrUnsupportedDSN is returned (wrapped) by Open for a data source name it
+// does not understand, such as a postgres:// URL or an empty string.
+var ErrUnsupportedDSN = errors.New("sqlitewasm: unsupported data source name")
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	maxOpenConns int
+	busyTimeout  time.Duration
+	pragmas      []string
+	dbOptions    []bun.DBOption
+}
+
+// WithMaxOpenConns sets the pool size (default DefaultMaxOpenConns). The
+// pool keeps that many idle connections too, so prepared statements survive
+// between requests. n < 1 means the default. Raise it for read-heavy loads;
+// 1 serialises every query. Builds without file locking or shared memory
+// always use 1 for file databases.
+func WithMaxOpenConns(n int) Option {
+	return func(c *config) {
+		if n >= 1 {
+			c.maxOpenConns = n
+		}
+	}
+}
+
+// WithBusyTimeout sets how long a connection waits for another connection's
+// lock before giving up with "database is locked" (default
+// DefaultBusyTimeout). d is rounded down to milliseconds; d <= 0 means the
+// default, because a zero timeout makes concurrent writers fail at once.
+func WithBusyTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.busyTimeout = d
+		}
+	}
+}
+
+// WithPragma adds a PRAGMA run on every new connection, in the driver's
+// "_pragma" form without the PRAGMA keyword, for example
+// WithPragma("cache_size(-32000)"). Pragmas given here and in the DSN run
+// after busy_timeout; a journal_mode or synchronous pragma given here
+// replaces the WAL / NORMAL default.
+func WithPragma(pragma string) Option {
+	return func(c *config) {
+		c.pragmas = append(c.pragmas, pragma)
+	}
+}
+
+// WithDBOptions passes options to bun.NewDB, for example
+// bun.WithDiscardUnknownColumns().
+func WithDBOptions(opts ...bun.DBOption) Option {
+	return func(c *config) {
+		c.dbOptions = append(c.dbOptions, opts...)
+	}
+}
+
+// Open opens the SQLite database named by dsn (see the package
+// documentation for the accepted forms and the defaults) and returns it as a
+// *bun.DB using the SQLite dialect.
+//
+// Open checks the database by connecting once, so a bad path or a file that
+// is not a database is reported here rather than at the first query. Close
+// the returned DB when done; for an in-memory database that also frees its
+// memory.
+func Open(dsn string, opts ...Option) (*bun.DB, error) {
+	db, _, err := open(dsn, opts...)
+	return db, err
+}
+
+// open is Open that also reports the memdb name of an in-memory database.
+func open(dsn string, opts ...Option) (*bun.DB, string, error) {
+	cfg := config{maxOpenConns: DefaultMaxOpenConns, busyTimeout: DefaultBusyTimeout}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+
+	target, err := parseDSN(dsn)
+	if err != nil {
+		return nil, "", err
+	}
+
+	var memName string
+	if target.memory {
+		memName = "sqlitewasm-" + rand.Text()
+		memdb.Create(memName, nil)
+	}
+	uri, single := target.uri(&cfg, memName, vfs.SupportsFileLocking, vfs.SupportsSharedMemory)
+
+	inner, err := (&sqlite3driver.SQLite{}).OpenConnector(uri)
+	if err != nil {
+		if memName != "" {
+			memdb.Delete(memName)
+		}
+		return nil, "", fmt.Errorf("sqlitewasm: open %q: %w", dsn, err)
+	}
+	sqldb := sql.OpenDB(&connector{Connector: inner, memName: memName})
+
+	n := cfg.maxOpenConns
+	if single {
+		n = 1
+	}
+	sqldb.SetMaxOpenConns(n)
+	sqldb.SetMaxIdleConns(n)
+	sqldb.SetConnMaxLifetime(0)
+	sqldb.SetConnMaxIdleTime(0)
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.busyTimeout+5*time.Second)
+	defer cancel()
+	if err := sqldb.PingContext(ctx); err != nil {
+		_ = sqldb.Close()
+		return nil, "", fmt.Errorf("sqlitewasm: open %q: %w", dsn, err)
+	}
+	return bun.NewDB(sqldb, sqlitedialect.New(), cfg.dbOptions...), memName, nil
+}
+
+// connector wraps the driver's connector so that closing the *sql.DB also
+// deletes the in-memory database it owns (database/sql calls Close on a
+// connector that implements io.Closer).
+type connector struct {
+	driver.Connector
+	memName string
+}
+
+var _ io.Closer = (*connector)(nil)
+
+func (c *connector) Close() error {
+	var err error
+	if cl, ok := c.Connector.(io.Closer); ok {
+		err = cl.Close()
+	}
+	if c.memName != "" {
+		memdb.Delete(c.memName)
+	}
+	return err
+}
