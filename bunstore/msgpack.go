@@ -13,8 +13,10 @@ import (
 // MsgPack is the MessagePack codec, the store's default. Values are encoded
 // with github.com/vmihailenco/msgpack/v5 and its default settings (struct
 // fields by their `msgpack` tag or name; time.Time as the MessagePack
-// timestamp extension, so it round-trips with its nanoseconds; integers
-// decode back into the destination's type). A record's blob is a MessagePack
+// timestamp extension, so it comes back as the same instant to the
+// nanosecond, in time.Local since the extension carries no zone: compare
+// times with Equal, or call UTC; integers decode back into the destination's
+// type). A record's blob is a MessagePack
 // map of key (string) to each value as it was encoded: any MessagePack tool
 // can print it without knowing the Go types.
 var MsgPack core.Codec = msgpackCodec{}
@@ -25,7 +27,20 @@ func (msgpackCodec) Name() string { return "msgpack" }
 
 func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
 
-func (msgpackCodec) Unmarshal(data []byte, dst any) error { return msgpack.Unmarshal(data, dst) }
+// Unmarshal decodes data, which must be exactly one MessagePack object, into
+// dst. It checks the object's structure first, so declared lengths are
+// bounded by the bytes present: a corrupt value is an error, never a huge
+// allocation.
+func (msgpackCodec) Unmarshal(data []byte, dst any) error {
+	end, err := skipObject(data, 0)
+	if err == nil && end != len(data) {
+		err = fmt.Errorf("%d trailing bytes", len(data)-end)
+	}
+	if err != nil {
+		return fmt.Errorf("bunstore: msgpack: malformed value: %w", err)
+	}
+	return msgpack.Unmarshal(data, dst)
+}
 
 // EncodeMap writes a map header, then each key (in sorted order, so equal
 // maps give equal blobs) followed by its value as it is. Every value must be
