@@ -1,0 +1,606 @@
+package httpadapter_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/httpadapter"
+)
+
+// logBuffer collects log output of a test, safely across goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+func manager(t testing.TB, store core.Store, opts ...httpadapter.Option) *httpadapter.Manager {
+	t.Helper()
+	m, err := httpadapter.New(store, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return m
+}
+
+func TestFromContextOutsideMiddleware(t *testing.T) {
+	if s := httpadapter.FromContext(context.Background()); s != nil {
+		t.Fatalf("got %v outside the middleware", s)
+	}
+}
+
+func TestStoreCallsPerRequest(t *testing.T) {
+	store := newCountingStore()
+	h := app(t, store, hour)
+	count := func(path, cookie string) int64 {
+		t.Helper()
+		before := store.calls()
+		do(t, h, path, cookie)
+		return store.calls() - before
+	}
+	if n := count("/", ""); n != 0 {
+		t.Errorf("untouched request, no cookie: %d store calls, want 0", n)
+	}
+	if n := count("/insert", ""); n != 1 {
+		t.Errorf("new session: %d store calls, want 1 (create)", n)
+	}
+	c, _ := sessionCookie(t, do(t, h, "/insert", ""))
+	if n := count("/", pair(c)); n != 0 {
+		t.Errorf("untouched request with a cookie: %d store calls, want 0", n)
+	}
+	if n := count("/get", pair(c)); n != 1 {
+		t.Errorf("read: %d store calls, want 1", n)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s := httpadapter.FromContext(r.Context())
+		n, _, err := core.Get[int](r.Context(), s, "foo")
+		if err == nil {
+			err = s.Insert(r.Context(), "foo", n+1)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	rmw := manager(t, store, hour).Middleware(mux)
+	before := store.calls()
+	rec := do(t, rmw, "/", pair(c))
+	if n := store.calls() - before; n != 2 {
+		t.Errorf("read-modify-write: %d store calls, want 2", n)
+	}
+	if c2, _ := sessionCookie(t, rec); c2.Value != c.Value {
+		t.Error("token changed on a plain save")
+	}
+	if body := do(t, h, "/get", pair(c)).Body.String(); body != "43" {
+		t.Errorf("after read-modify-write: %q", body)
+	}
+}
+
+func TestServerErrorNotSaved(t *testing.T) {
+	store := newCountingStore()
+	m := manager(t, store)
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", r.URL.Query().Get("v")); err != nil {
+			t.Error(err)
+		}
+		if r.URL.Query().Has("fail") {
+			http.Error(w, "boom", http.StatusServiceUnavailable)
+		}
+	}))
+	rec := do(t, h, "/?v=1&fail", "")
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d", rec.Code)
+	}
+	noCookie(t, rec)
+	if store.Len() != 0 || store.creates.Load() != 0 {
+		t.Fatal("a 5xx response created a session")
+	}
+	c, _ := sessionCookie(t, do(t, h, "/?v=1", ""))
+	rec = do(t, h, "/?v=2&fail", pair(c))
+	noCookie(t, rec)
+	got, _, err := core.Get[string](context.Background(), core.NewSession(store, c.Value, nil), "foo")
+	if err != nil || got != "1" {
+		t.Fatalf("after a 5xx the stored value is %q (%v), want the old one", got, err)
+	}
+}
+
+func TestStoreFailure(t *testing.T) {
+	store := newCountingStore()
+	logger, logs := newLogger()
+	var handled error
+	m := manager(t, store, httpadapter.WithLogger(logger), httpadapter.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, err error) {
+		handled = err
+		if httpadapter.FromContext(r.Context()) == nil {
+			t.Error("the error handler's request has no session")
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, "custom error page")
+	}))
+	var writeErr error
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 1); err != nil {
+			t.Error(err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, writeErr = io.WriteString(w, `{"ok":true}`)
+	}))
+	good, _ := sessionCookie(t, do(t, h, "/", ""))
+
+	store.fail.Store(true)
+	rec := do(t, h, "/", "")
+	if rec.Code != http.StatusInternalServerError || rec.Body.String() != "custom error page" {
+		t.Fatalf("got %d %q, want the error handler's 500", rec.Code, rec.Body)
+	}
+	if !errors.Is(handled, errStoreDown) {
+		t.Fatalf("error handler got %v", handled)
+	}
+	if !errors.Is(writeErr, httpadapter.ErrSaveFailed) {
+		t.Fatalf("the handler's Write returned %v, want ErrSaveFailed", writeErr)
+	}
+	noCookie(t, rec)
+	if !strings.Contains(logs.String(), "store is down") || !strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("failure not logged: %s", logs)
+	}
+
+	// A session read that fails in Commit (always-save loads first) goes the same way,
+	// and the token never reaches the log.
+	h = manager(t, store, httpadapter.WithLogger(logger), httpadapter.WithAlwaysSave(true)).Middleware(routes(t, time.Now))
+	rec = do(t, h, "/", pair(good))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "Internal Server Error") {
+		t.Fatalf("default error handler: %d %q", rec.Code, rec.Body)
+	}
+	if strings.Contains(logs.String(), good.Value) {
+		t.Fatal("a token was logged")
+	}
+	if !strings.Contains(logs.String(), string(must(core.ParseToken(good.Value)).ID())) {
+		t.Fatalf("the session id was not logged: %s", logs)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestSaveBeforeFirstByte(t *testing.T) {
+	store := core.NewMemoryStore()
+	var storedAtWrite int
+	h := manager(t, store).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 1); err != nil {
+			t.Error(err)
+		}
+		io.WriteString(w, "hello")
+		storedAtWrite = store.Len()
+		// Headers set now are too late for the client.
+		w.Header().Set("X-Late", "1")
+	}))
+	rec := do(t, h, "/", "")
+	// The recorder snapshots the headers when they are written.
+	res := rec.Result()
+	if res.Header.Get("X-Late") != "" {
+		t.Fatal("the recorder did not snapshot headers at the first write")
+	}
+	if len(res.Header.Values("Set-Cookie")) != 1 {
+		t.Fatalf("the cookie was not set before the first byte: %v", res.Header)
+	}
+	if storedAtWrite != 1 {
+		t.Fatalf("%d records when the first byte was written, want 1", storedAtWrite)
+	}
+}
+
+func TestInformationalStatusDoesNotCommit(t *testing.T) {
+	h := manager(t, core.NewMemoryStore()).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 1); err != nil {
+			t.Error(err)
+		}
+		io.WriteString(w, "ok")
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	res, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || len(res.Header.Values("Set-Cookie")) != 1 {
+		t.Fatalf("final response %d %v: want 200 with the cookie", res.StatusCode, res.Header)
+	}
+}
+
+func TestLateChanges(t *testing.T) {
+	store := core.NewMemoryStore()
+	logger, logs := newLogger()
+	late := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "body first")
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "late", r.URL.Query().Get("v")); err != nil {
+			t.Error(err)
+		}
+	})
+	h := manager(t, store, httpadapter.WithLogger(logger)).Middleware(late)
+	// A new session cannot get its cookie any more: it is not created.
+	rec := do(t, h, "/?v=1", "")
+	noCookie(t, rec)
+	if store.Len() != 0 {
+		t.Fatal("an orphan session was created")
+	}
+	if !strings.Contains(logs.String(), "would need a new cookie") {
+		t.Fatalf("no warning: %s", logs)
+	}
+
+	// An existing session whose cookie need not change is saved, silently.
+	c, _ := sessionCookie(t, do(t, app(t, store), "/insert", ""))
+	before := logs.String()
+	noCookie(t, do(t, h, "/?v=2", pair(c)))
+	got, _, err := core.Get[string](context.Background(), core.NewSession(store, c.Value, nil), "late")
+	if err != nil || got != "2" {
+		t.Fatalf("late change not saved: %q %v", got, err)
+	}
+	if logs.String() != before {
+		t.Fatalf("unexpected log: %s", strings.TrimPrefix(logs.String(), before))
+	}
+
+	// With an inactivity expiry the cookie's Max-Age would need renewing: saved and reported.
+	hi := manager(t, store, httpadapter.WithLogger(logger), hour).Middleware(late)
+	noCookie(t, do(t, hi, "/?v=3", pair(c)))
+	got, _, err = core.Get[string](context.Background(), core.NewSession(store, c.Value, nil), "late")
+	if err != nil || got != "3" {
+		t.Fatalf("late change not saved: %q %v", got, err)
+	}
+	if !strings.Contains(logs.String(), "Max-Age could not be updated") {
+		t.Fatalf("no warning: %s", logs)
+	}
+	if strings.Contains(logs.String(), c.Value) {
+		t.Fatal("a token was logged")
+	}
+}
+
+func TestResponseControllerThroughWrapper(t *testing.T) {
+	store := core.NewMemoryStore()
+	logger, logs := newLogger()
+	m := manager(t, store, httpadapter.WithLogger(logger), httpadapter.WithSecure(false), httpadapter.WithSameSite(http.SameSiteLaxMode))
+	proceed := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/flush", func(w http.ResponseWriter, r *http.Request) {
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 1); err != nil {
+			t.Error(err)
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
+			t.Errorf("SetWriteDeadline through the wrapper: %v", err)
+		}
+		io.WriteString(w, "first\n")
+		if err := rc.Flush(); err != nil {
+			t.Errorf("Flush: %v", err)
+		}
+		<-proceed // the client has the headers and the first line before the handler ends
+		io.WriteString(w, "second\n")
+	})
+	mux.HandleFunc("/flusher", func(w http.ResponseWriter, r *http.Request) {
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 2); err != nil {
+			t.Error(err)
+		}
+		w.(http.Flusher).Flush() // flushing with nothing written sends the headers
+		<-proceed
+	})
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 3); err != nil {
+			t.Error(err)
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("Hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		brw.Flush()
+	})
+	mux.HandleFunc("/readfrom", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(io.ReaderFrom); !ok {
+			t.Error("the wrapper hides io.ReaderFrom")
+		}
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 4); err != nil {
+			t.Error(err)
+		}
+		io.Copy(w, strings.NewReader("copied"))
+	})
+	srv := httptest.NewServer(m.Middleware(mux))
+	defer srv.Close()
+
+	for _, path := range []string{"/flush", "/flusher"} {
+		res, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Header.Values("Set-Cookie")) != 1 {
+			t.Errorf("%s: no cookie with the flushed headers: %v", path, res.Header)
+		}
+		if path == "/flush" {
+			line, err := bufio.NewReader(res.Body).ReadString('\n')
+			if err != nil || line != "first\n" {
+				t.Errorf("first flushed line %q %v", line, err)
+			}
+		}
+		proceed <- struct{}{}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+
+	before := store.Len()
+	res, err := srv.Client().Get(srv.URL + "/hijack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != "hijacked" {
+		t.Fatalf("hijacked body %q", body)
+	}
+	if store.Len() != before+1 {
+		t.Error("the session of a hijacked request was not saved")
+	}
+	if !strings.Contains(logs.String(), "hijacked") {
+		t.Errorf("the cookie that could not be sent was not reported: %s", logs)
+	}
+
+	res, err = srv.Client().Get(srv.URL + "/readfrom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != "copied" || len(res.Header.Values("Set-Cookie")) != 1 {
+		t.Fatalf("ReadFrom: %q %v", body, res.Header)
+	}
+}
+
+func TestFlushWithRecorder(t *testing.T) {
+	h := manager(t, core.NewMemoryStore()).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 1); err != nil {
+			t.Error(err)
+		}
+		w.(http.Flusher).Flush()
+	}))
+	rec := do(t, h, "/", "")
+	if !rec.Flushed {
+		t.Fatal("Flush did not reach the underlying writer")
+	}
+	sessionCookie(t, rec)
+}
+
+func TestPushNotSupported(t *testing.T) {
+	h := manager(t, core.NewMemoryStore()).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := w.(http.Pusher).Push("/x", nil); !errors.Is(err, http.ErrNotSupported) {
+			t.Errorf("Push over a writer without push: %v", err)
+		}
+	}))
+	do(t, h, "/", "")
+}
+
+func TestDuplicateCookies(t *testing.T) {
+	store := core.NewMemoryStore()
+	h := app(t, store)
+	c, _ := sessionCookie(t, do(t, h, "/insert", ""))
+	for _, header := range []string{
+		"id=malformed; " + pair(c),
+		pair(c) + "; id=malformed",
+		"other=1; id=; id=" + c.Value + "; id=AAAAAAAAAAAAAAAAAAAAAA",
+	} {
+		rec := do(t, h, "/get", header)
+		if rec.Body.String() != "42" {
+			t.Errorf("%q: body %q", header, rec.Body)
+		}
+		noCookie(t, rec)
+	}
+	// Two Cookie header lines (as HTTP/2 sends them).
+	req := httptest.NewRequest(http.MethodGet, "/get", nil)
+	req.Header.Add("Cookie", "id=junk")
+	req.Header.Add("Cookie", pair(c))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Body.String() != "42" {
+		t.Errorf("two Cookie lines: body %q", rec.Body)
+	}
+
+	// Signed: a forged cookie before the real one does not hide it.
+	hs := app(t, store, httpadapter.WithSignedKeys(key(7)))
+	cs, _ := sessionCookie(t, do(t, hs, "/insert", ""))
+	forged := c.Value + "." + strings.Repeat("A", 43)
+	if body := do(t, hs, "/get", "id="+forged+"; "+pair(cs)).Body.String(); body != "42" {
+		t.Errorf("signed duplicate: %q", body)
+	}
+}
+
+func TestPercentEncodedCookie(t *testing.T) {
+	h := app(t, core.NewMemoryStore())
+	c, _ := sessionCookie(t, do(t, h, "/insert", ""))
+	encoded := fmt.Sprintf("%%%02X", c.Value[0]) + c.Value[1:]
+	if body := do(t, h, "/get", "id="+encoded).Body.String(); body != "42" {
+		t.Fatalf("percent-encoded %q: %q", encoded, body)
+	}
+	if body := do(t, h, "/get", `id="`+c.Value+`"`).Body.String(); body != "42" {
+		t.Fatalf("quoted: %q", body)
+	}
+	if u := url.QueryEscape(c.Value); u != c.Value {
+		t.Fatalf("tokens should need no escaping: %q", u)
+	}
+	// A bad escape is ignored like any malformed value.
+	rec := do(t, h, "/get_value", "id=%zz")
+	if rec.Body.String() != "None" {
+		t.Fatalf("bad escape: %q", rec.Body)
+	}
+}
+
+func TestManyCookies(t *testing.T) {
+	h := app(t, core.NewMemoryStore(), httpadapter.WithSignedKeys(key(3)))
+	c, _ := sessionCookie(t, do(t, h, "/insert", ""))
+	var b strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&b, "c%d=v; ", i)
+	}
+	if body := do(t, h, "/get", b.String()+pair(c)).Body.String(); body != "42" {
+		t.Fatalf("the session cookie after 5000 others: %q", body)
+	}
+	b.Reset()
+	for range 5000 {
+		b.WriteString("id=" + c.Value[:core.TokenLen] + "." + strings.Repeat("B", 43) + "; ")
+	}
+	start := time.Now()
+	rec := do(t, h, "/get_value", b.String())
+	if rec.Body.String() != "None" {
+		t.Fatalf("5000 forged cookies: %q", rec.Body)
+	}
+	noCookie(t, rec)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("5000 forged cookies took %v", d)
+	}
+}
+
+func TestConcurrentRequestsOneSession(t *testing.T) {
+	store := core.NewMemoryStore()
+	m := manager(t, store)
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := r.URL.Query().Get("k")
+		if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), k, k); err != nil {
+			t.Error(err)
+		}
+	}))
+	c, _ := sessionCookie(t, do(t, h, "/?k=first", ""))
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			rec := do(t, h, fmt.Sprintf("/?k=k%02d", i), pair(c))
+			if rec.Code != http.StatusOK {
+				t.Errorf("status %d", rec.Code)
+			}
+			if c2, _ := sessionCookie(t, rec); c2.Value != c.Value {
+				t.Errorf("token changed")
+			}
+		})
+	}
+	wg.Wait()
+	keys, err := core.NewSession(store, c.Value, nil).Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 51 {
+		t.Fatalf("%d keys survived, want 51: %v", len(keys), keys)
+	}
+}
+
+func TestCacheHeadersMerge(t *testing.T) {
+	for _, tc := range []struct{ cc, vary, wantCC, wantVary string }{
+		{"", "", "private", "Cookie"},
+		{"public, max-age=60, s-maxage=600", "Accept-Encoding", "max-age=60, private", "Accept-Encoding, Cookie"},
+		{"no-store", "cookie", "no-store", "cookie"},
+		{"private, max-age=5", "*", "private, max-age=5", "*"},
+		{`no-cache="Set-Cookie"`, "", `no-cache="Set-Cookie", private`, "Cookie"},
+	} {
+		h := manager(t, core.NewMemoryStore()).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc.cc != "" {
+				w.Header().Set("Cache-Control", tc.cc)
+			}
+			if tc.vary != "" {
+				w.Header().Set("Vary", tc.vary)
+			}
+			if err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "foo", 1); err != nil {
+				t.Error(err)
+			}
+		}))
+		rec := do(t, h, "/", "")
+		sessionCookie(t, rec)
+		if got := strings.Join(rec.Header().Values("Cache-Control"), ", "); got != tc.wantCC {
+			t.Errorf("Cache-Control %q -> %q, want %q", tc.cc, got, tc.wantCC)
+		}
+		if got := strings.Join(rec.Header().Values("Vary"), ", "); got != tc.wantVary {
+			t.Errorf("Vary %q -> %q, want %q", tc.vary, got, tc.wantVary)
+		}
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opt  func(keys ...[]byte) httpadapter.Option
+	}{{"signed", httpadapter.WithSignedKeys}, {"private", httpadapter.WithPrivateKeys}} {
+		t.Run(mode.name, func(t *testing.T) {
+			store := core.NewMemoryStore()
+			oldKey, newKey := key(10), key(11)
+			old := app(t, store, mode.opt(oldKey))
+			rotated := app(t, store, mode.opt(newKey, oldKey))
+			retired := app(t, store, mode.opt(newKey))
+
+			cOld, _ := sessionCookie(t, do(t, old, "/insert", ""))
+			if body := do(t, rotated, "/get", pair(cOld)).Body.String(); body != "42" {
+				t.Fatalf("rotated manager rejects a cookie of the old key: %q", body)
+			}
+			cNew, _ := sessionCookie(t, do(t, rotated, "/insert", ""))
+			if body := do(t, retired, "/get", pair(cNew)).Body.String(); body != "42" {
+				t.Fatalf("the first key does not sign/encrypt new cookies: %q", body)
+			}
+			if body := do(t, old, "/get_value", pair(cNew)).Body.String(); body != "None" {
+				t.Fatalf("a cookie of the new key verifies under the old one: %q", body)
+			}
+			if body := do(t, retired, "/get_value", pair(cOld)).Body.String(); body != "None" {
+				t.Fatalf("a retired key still verifies: %q", body)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadConfiguration(t *testing.T) {
+	store := core.NewMemoryStore()
+	for name, opts := range map[string][]httpadapter.Option{
+		"short signing key":    {httpadapter.WithSignedKeys(make([]byte, 16))},
+		"long private key":     {httpadapter.WithPrivateKeys(make([]byte, 64))},
+		"second key too short": {httpadapter.WithSignedKeys(key(1), key(2)[:31])},
+		"signed and private":   {httpadapter.WithSignedKeys(key(1)), httpadapter.WithPrivateKeys(key(2))},
+		"empty name":           {httpadapter.WithCookieName("")},
+		"name with space":      {httpadapter.WithCookieName("a b")},
+		"name with =":          {httpadapter.WithCookieName("a=b")},
+		"path with ;":          {httpadapter.WithPath("/;x")},
+		"domain with ;":        {httpadapter.WithDomain("a;b")},
+		"none without secure":  {httpadapter.WithSameSite(http.SameSiteNoneMode), httpadapter.WithSecure(false)},
+		"negative lifetime":    {httpadapter.WithSessionEndLifetime(-time.Hour)},
+	} {
+		if _, err := httpadapter.New(store, opts...); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, err := httpadapter.New(nil); err == nil {
+		t.Error("nil store: no error")
+	}
+}
