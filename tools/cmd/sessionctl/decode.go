@@ -23,11 +23,38 @@ func decodeValue(codec string, b []byte) any {
 		return undecodable(b, fmt.Errorf("not valid JSON"))
 	}
 	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	dec.SetMapDecoder(decodeAnyMap)
 	v, err := dec.DecodeInterface()
 	if err != nil {
 		return undecodable(b, err)
 	}
 	return jsonable(v)
+}
+
+// decodeAnyMap decodes a MessagePack map whose keys may be of any type (Go
+// maps with int keys, say) into a map with string keys; msgpack's default
+// assumes string keys, and its untyped map cannot hold unhashable keys.
+func decodeAnyMap(d *msgpack.Decoder) (any, error) {
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	m := make(map[string]any, min(n, 1024))
+	for range n {
+		k, err := d.DecodeInterface()
+		if err != nil {
+			return nil, err
+		}
+		v, err := d.DecodeInterface()
+		if err != nil {
+			return nil, err
+		}
+		m[keyString(jsonable(k))] = v
+	}
+	return m, nil
 }
 
 func undecodable(b []byte, err error) map[string]any {
@@ -81,10 +108,9 @@ func keyString(k any) string {
 	switch x := k.(type) {
 	case string:
 		return x
-	case []byte:
-		return string(x)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
+	}
+	if b, err := json.Marshal(k); err == nil {
+		return string(b) // numbers, booleans; arrays and maps as JSON
 	}
 	return fmt.Sprint(k)
 }

@@ -30,7 +30,7 @@ func purge(ctx context.Context, e *env, _ []string) error {
 			}
 			return e.dbError(fmt.Sprintf("purge: failed after deleting %d expired sessions", total), err)
 		}
-		p.update(total, false)
+		p.update(total)
 		if n < int64(e.o.batch) {
 			break
 		}
@@ -70,7 +70,7 @@ func (p *progress) rate(total int64, elapsed time.Duration) float64 {
 	return float64(total) / elapsed.Seconds()
 }
 
-func (p *progress) update(total int64, force bool) {
+func (p *progress) update(total int64) {
 	if p.json {
 		return
 	}
@@ -79,7 +79,7 @@ func (p *progress) update(total int64, force bool) {
 	if p.terminal {
 		every = p.tick
 	}
-	if !force && t.Sub(p.last) < every {
+	if t.Sub(p.last) < every {
 		return
 	}
 	p.last = t

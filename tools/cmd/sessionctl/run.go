@@ -91,8 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	}
 	var ue *usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "sessionctl: %s\n", oneLine(ue.msg))
-		fmt.Fprintln(stderr, "Run 'sessionctl -h' for usage.")
+		fmt.Fprintf(stderr, "sessionctl: %s (see 'sessionctl -h')\n", oneLine(ue.msg))
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "sessionctl: %s\n", oneLine(err.Error()))
