@@ -128,7 +128,19 @@ func unreachable(t testing.TB, what string, err error) {
 
 func pool(t testing.TB, what, driverName, dsn string, size int) *sql.DB {
 	t.Helper()
-	sqldb, err := sql.Open(driverName, dsn)
+	return countingPool(t, what, driverName, dsn, size, nil)
+}
+
+// countingPool opens a pool; with a non-nil c, through a counting connector.
+func countingPool(t testing.TB, what, driverName, dsn string, size int, c *Counter) *sql.DB {
+	t.Helper()
+	var sqldb *sql.DB
+	var err error
+	if c == nil {
+		sqldb, err = sql.Open(driverName, dsn)
+	} else {
+		sqldb, err = countingDB(driverName, dsn, c)
+	}
 	if err != nil {
 		t.Fatalf("opening %s: %v", what, err)
 	}
@@ -265,15 +277,27 @@ type Dialect struct {
 	Name string
 	// Open opens a pool for the test (closed when it ends).
 	Open func(testing.TB) *bun.DB
+	// OpenCounting opens the same kind of pool, counting every statement
+	// it sends into c.
+	OpenCounting func(t testing.TB, c *Counter) *bun.DB
 }
 
 // Dialects lists every database bunstore supports, with the drivers it is
 // tested with.
 func Dialects() []Dialect {
 	return []Dialect{
-		{"postgres", OpenPostgres},
-		{"postgres-libpq", OpenPostgresPQ},
-		{"mysql", OpenMySQL},
-		{"sqlite", OpenSQLite},
+		{"postgres", OpenPostgres, func(t testing.TB, c *Counter) *bun.DB {
+			return bun.NewDB(countingPool(t, "PostgreSQL ("+EnvPostgres+")", "pgx", PostgresURL(), PoolSize, c), pgdialect.New())
+		}},
+		{"postgres-libpq", OpenPostgresPQ, func(t testing.TB, c *Counter) *bun.DB {
+			return bun.NewDB(countingPool(t, "PostgreSQL ("+EnvPostgres+")", "postgres", PostgresURL(), PoolSize, c), pgdialect.New())
+		}},
+		{"mysql", OpenMySQL, func(t testing.TB, c *Counter) *bun.DB {
+			return bun.NewDB(countingPool(t, "MySQL ("+EnvMySQL+")", "mysql", MySQLDSN(), PoolSize, c), mysqldialect.New(mysqldialect.WithTimeLocation("UTC")))
+		}},
+		{"sqlite", OpenSQLite, func(t testing.TB, c *Counter) *bun.DB {
+			path := filepath.Join(t.TempDir(), "sessions.db")
+			return bun.NewDB(countingPool(t, "SQLite", "sqlite3", SQLiteDSN(path), 4, c), sqlitedialect.New())
+		}},
 	}
 }
