@@ -11,6 +11,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/sqlsessions/sqlsessions/bunstore v0.1.0
 	github.com/sqlsessions/sqlsessions/core v0.1.0
+	github.com/sqlsessions/sqlsessions/httpadapter v0.1.0
 	github.com/sqlsessions/sqlsessions/sqlitewasm v0.1.0
 	github.com/uptrace/bun v1.3.0
 	github.com/uptrace/bun/dialect/mysqldialect v1.3.0

@@ -176,15 +176,32 @@ func dispatch(ctx context.Context, cmd string, pos []string, o options, stdout i
 	if o.databaseURL == "" {
 		return usagef("%s: no database: set --database-url or DATABASE_URL", cmd)
 	}
-	if _, err := dburl.KindOf(o.databaseURL); err != nil {
+	kind, err := dburl.KindOf(o.databaseURL)
+	if err != nil {
 		return usagef("--database-url: %v", err)
 	}
-	// Check the session argument before connecting.
+	// bunstore validates the names too, but only once the database is
+	// open: checking first keeps a usage error from creating an SQLite file.
+	if kind == dburl.SQLite && o.set["schema"] {
+		return usagef("--schema: SQLite has no schemas (use another database file, or --table)")
+	}
+	for _, f := range []struct{ flag, name string }{{"schema", o.schema}, {"table", o.table}} {
+		if o.set[f.flag] && !validName(f.name) {
+			return usagef("--%s: invalid identifier %q: use letters, digits and underscores, not starting with a digit, at most 63 bytes", f.flag, f.name)
+		}
+	}
+	// Check the session argument before touching the database.
 	var id core.ID
 	if c.args == 1 {
-		var err error
 		if id, err = sessionID(cmd, pos, o.id); err != nil {
 			return err
+		}
+	}
+	// Only migrate creates an SQLite file; the other commands would find
+	// an empty database in it.
+	if path, ok := dburl.SQLiteFile(o.databaseURL); ok && cmd != "migrate" {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: database file %s does not exist (run 'sessionctl migrate' to create it)", cmd, path)
 		}
 	}
 	e, err := openEnv(o, stdout)
@@ -194,6 +211,20 @@ func dispatch(ctx context.Context, cmd string, pos []string, o options, stdout i
 	defer e.close()
 	e.id = id
 	return c.run(ctx, e, pos)
+}
+
+// validName is bunstore's rule for schema and table names:
+// [A-Za-z_][A-Za-z0-9_]*, at most 63 bytes.
+func validName(s string) bool {
+	if s == "" || len(s) > 63 || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func contains(list []string, s string) bool {

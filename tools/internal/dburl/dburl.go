@@ -172,3 +172,34 @@ func pgxConfig(rawURL string) (*pgx.ConnConfig, error) {
 	}
 	return cfg, nil
 }
+
+// SQLiteFile returns the file an SQLite URL names (sqlite://path,
+// sqlite:path or file:path, percent-decoded, without the query), and false
+// for an in-memory database or a URL that is not SQLite.
+func SQLiteFile(rawURL string) (string, bool) {
+	s := strings.TrimSpace(rawURL)
+	var rest string
+	switch {
+	case hasScheme(s, "sqlite://"):
+		rest = s[len("sqlite://"):]
+	case hasScheme(s, "sqlite:"):
+		rest = s[len("sqlite:"):]
+	case hasScheme(s, "file:"):
+		rest = s[len("file:"):]
+		if strings.HasPrefix(rest, "//") { // file://localhost/path or file:///path
+			rest = rest[2:]
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				rest = rest[i:]
+			}
+		}
+	default:
+		return "", false
+	}
+	p, query, _ := strings.Cut(rest, "?")
+	q, _ := url.ParseQuery(query)
+	p, err := url.PathUnescape(p)
+	if err != nil || p == "" || p == ":memory:" || q.Get("mode") == "memory" || q.Get("vfs") == "memdb" {
+		return "", false
+	}
+	return p, true
+}
