@@ -1,0 +1,71 @@
+package reliability
+
+import (
+	"context"
+	"flag"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/sqlitewasm"
+)
+
+var soakDuration = flag.Duration("soak", 2*time.Second, "how long TestSoak runs on each backend (the long run is tools/cmd/sessionsoak)")
+
+// openBackend returns a migrated store for a soak on name: postgres, mysql
+// or sqlite (sqlitewasm.Open on a file in a temp directory).
+func openBackend(t testing.TB, name string) core.Store {
+	t.Helper()
+	switch name {
+	case "postgres":
+		return bunstoretest.NewStore(t, bunstoretest.OpenPostgres(t))
+	case "mysql":
+		return bunstoretest.NewStore(t, bunstoretest.OpenMySQL(t))
+	case "sqlite":
+		db, err := sqlitewasm.Open(filepath.Join(t.TempDir(), "soak.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		s, err := bunstore.New(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if err := s.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Fatalf("unknown backend %q", name)
+	return nil
+}
+
+var soakBackends = []string{"postgres", "mysql", "sqlite"}
+
+// TestSoak runs the mixed workload through the middleware on every backend
+// and requires zero errors and zero broken invariants.
+func TestSoak(t *testing.T) {
+	for _, name := range soakBackends {
+		t.Run(name, func(t *testing.T) {
+			store := openBackend(t, name)
+			m, err := httpadapter.New(store, httpadapter.WithExpiry(core.OnInactivity(time.Hour)),
+				httpadapter.WithLogger(testLogger(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := Soak(context.Background(), m, SoakOptions{Duration: *soakDuration, Log: t.Logf})
+			t.Logf("%s: %v", name, rep)
+			if rep.Errors != 0 || rep.Violations != 0 {
+				t.Errorf("%s: %d errors, %d violations; first: %q", name, rep.Errors, rep.Violations, rep.Samples)
+			}
+			if rep.Requests < 50 || rep.Cycles == 0 || rep.Flushes == 0 || rep.Sessions < 8 {
+				t.Errorf("%s: the soak did too little to mean anything: %v", name, rep)
+			}
+		})
+	}
+}
