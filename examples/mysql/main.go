@@ -1,0 +1,103 @@
+// Command mysql is the seed's MySQL example: a page that counts your visits,
+// kept in a session stored in MySQL or MariaDB.
+//
+//	DATABASE_URL=mysql://root@127.0.0.1:3306/test go run ./mysql
+//	curl -c jar -b jar http://127.0.0.1:3000/   # Current count: 0, 1, 2, ...
+//
+// DATABASE_URL is required, in the URL form sqlx uses
+// (mysql://user:password@host:port/database); it is converted to a
+// go-sql-driver/mysql DSN with parseTime=true&loc=UTC. ADDR changes the
+// listen address (default 127.0.0.1:3000). Sessions expire after 10 seconds
+// of inactivity; expired rows are deleted every minute. Ctrl-C or SIGTERM
+// shuts down gracefully.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // registers the "mysql" database/sql driver
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/mysqldialect"
+
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/examples/internal/exampleutil"
+	"github.com/sqlsessions/sqlsessions/httpadapter"
+)
+
+const counterKey = "counter"
+
+func main() {
+	exampleutil.Main("mysql example", run)
+}
+
+func run(ctx context.Context) error {
+	databaseURL, err := exampleutil.RequireEnv("DATABASE_URL", "mysql://root:password@127.0.0.1:3306/test")
+	if err != nil {
+		return err
+	}
+	dsn, err := exampleutil.MySQLDSN(databaseURL) // adds parseTime=true&loc=UTC
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	sqldb, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer sqldb.Close()
+	sqldb.SetMaxOpenConns(10)
+	sqldb.SetMaxIdleConns(10) // keep the store's prepared statements alive
+	if err := exampleutil.Ping(ctx, sqldb); err != nil {
+		return err
+	}
+	// bun writes times in UTC too, like the driver (parseTime=true&loc=UTC).
+	db := bun.NewDB(sqldb, mysqldialect.New(mysqldialect.WithTimeLocation("UTC")))
+
+	store, err := bunstore.New(db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+
+	sessions, err := httpadapter.New(store,
+		httpadapter.WithSecure(false), // plain http://127.0.0.1 for the demo
+		httpadapter.WithExpiry(core.OnInactivity(10*time.Second)),
+	)
+	if err != nil {
+		return err
+	}
+
+	return exampleutil.Serve(ctx, exampleutil.Server{
+		Addr:    exampleutil.Addr(),
+		Handler: sessions.Middleware(http.HandlerFunc(handler)),
+		Background: []func(context.Context) error{
+			func(ctx context.Context) error { return store.ContinuouslyDeleteExpired(ctx, 60*time.Second) },
+		},
+		Log: os.Stdout,
+	})
+}
+
+// handler shows the visit count and counts this visit.
+func handler(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	session := httpadapter.FromContext(ctx)
+	count, _, err := core.Get[int](ctx, session, counterKey) // 0 on the first visit
+	if err == nil {
+		err = session.Insert(ctx, counterKey, count+1)
+	}
+	if err != nil {
+		slog.ErrorContext(ctx, "counter session", "err", err)
+		http.Error(w, "session unavailable", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "Current count: %d", count)
+}

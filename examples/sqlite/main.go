@@ -1,0 +1,89 @@
+// Command sqlite is the seed's SQLite example: a page that counts your
+// visits, kept in a session stored in SQLite. No database server and no cgo:
+// SQLite runs in-process (see the sqlitewasm module).
+//
+//	go run ./sqlite                                   # in memory
+//	DATABASE_URL=sqlite://sessions.db go run ./sqlite # in a file
+//	curl -c jar -b jar http://127.0.0.1:3000/   # Current count: 0, 1, 2, ...
+//
+// DATABASE_URL defaults to sqlite::memory:, like the seed; ADDR changes the listen address (default
+// 127.0.0.1:3000). Sessions expire after 10 seconds of inactivity; expired
+// rows are deleted every minute. Ctrl-C or SIGTERM shuts down gracefully.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/examples/internal/exampleutil"
+	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/sqlitewasm"
+)
+
+const counterKey = "counter"
+
+func main() {
+	exampleutil.Main("sqlite example", run)
+}
+
+func run(ctx context.Context) error {
+	databaseURL := os.Getenv("DATABASE_URL")
+	if databaseURL == "" {
+		databaseURL = "sqlite::memory:"
+	}
+	// A ready *bun.DB: WAL, synchronous=NORMAL, busy_timeout, 4 pooled
+	// connections sharing one database (in memory too).
+	db, err := sqlitewasm.Open(databaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer db.Close()
+
+	store, err := bunstore.New(db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+
+	sessions, err := httpadapter.New(store,
+		httpadapter.WithSecure(false), // plain http://127.0.0.1 for the demo
+		httpadapter.WithExpiry(core.OnInactivity(10*time.Second)),
+	)
+	if err != nil {
+		return err
+	}
+
+	return exampleutil.Serve(ctx, exampleutil.Server{
+		Addr:    exampleutil.Addr(),
+		Handler: sessions.Middleware(http.HandlerFunc(handler)),
+		Background: []func(context.Context) error{
+			func(ctx context.Context) error { return store.ContinuouslyDeleteExpired(ctx, 60*time.Second) },
+		},
+		Log: os.Stdout,
+	})
+}
+
+// handler shows the visit count and counts this visit.
+func handler(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	session := httpadapter.FromContext(ctx)
+	count, _, err := core.Get[int](ctx, session, counterKey) // 0 on the first visit
+	if err == nil {
+		err = session.Insert(ctx, counterKey, count+1)
+	}
+	if err != nil {
+		slog.ErrorContext(ctx, "counter session", "err", err)
+		http.Error(w, "session unavailable", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "Current count: %d", count)
+}
