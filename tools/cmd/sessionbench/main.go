@@ -1,0 +1,306 @@
+// Command sessionbench measures the seed's counter workload over HTTP on
+// PostgreSQL, MariaDB/MySQL and SQLite, side by side: for each database it
+// starts three servers on loopback ports in this process,
+//
+//   - sqlsessions: httpadapter + bunstore;
+//   - scs: alexedwards/scs v2 with its store for that database
+//     (postgresstore on pgx, mysqlstore, sqlite3store on ncruces/go-sqlite3);
+//   - floor: hand-written database/sql, one prepared SELECT and one prepared
+//     upsert per request, its own cookie token, no session library;
+//
+// all on one fresh schema (database, file) and one pool with the same
+// settings, dropped at the end. It seeds --sessions sessions per server,
+// then drives each server with --concurrency keep-alive connections, each
+// request naming one of the sessions at random, for --duration per round,
+// in interleaved rounds (sqlsessions, scs, floor, sqlsessions, ...), and
+// prints req/s, p50, p99 and errors per server and the ratios
+// sqlsessions/scs and sqlsessions/floor.
+//
+// Workloads: counter (read the counter, increment, write it back), read
+// (read only) and new (no cookie: a new session per request).
+//
+//	go run ./cmd/sessionbench --backends postgres,mysql,sqlite --duration 5s --rounds 2
+//
+// Databases: SQLSESSIONS_POSTGRES_URL (default
+// postgres://postgres@127.0.0.1:5432/test?sslmode=disable) and
+// SQLSESSIONS_MYSQL_URL (default root@tcp(127.0.0.1:3306)/test, a
+// go-sql-driver DSN or a mysql:// URL; parseTime=true&loc=UTC are enforced).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+)
+
+// config is what the flags say.
+type config struct {
+	backends    []string
+	workloads   []string
+	duration    time.Duration
+	warmup      time.Duration
+	sessions    int
+	concurrency int
+	rounds      int
+	json        bool
+	db          dbConfig
+}
+
+// ServerResult is one server's totals over all rounds of one workload.
+type ServerResult struct {
+	Server    string  `json:"server"`
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	FirstErr  string  `json:"first_error,omitempty"`
+	Seconds   float64 `json:"seconds"`
+	ReqPerSec float64 `json:"req_per_sec"`
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	// CountBefore and CountAfter sum the counters of the seeded sessions
+	// before and after the counter workload; the difference is below the
+	// successful requests when concurrent requests on one session
+	// overwrote each other's increment.
+	CountBefore int `json:"count_before,omitempty"`
+	CountAfter  int `json:"count_after,omitempty"`
+}
+
+// WorkloadResult is one workload on one backend.
+type WorkloadResult struct {
+	Backend     string         `json:"backend"`
+	Workload    string         `json:"workload"`
+	Servers     []ServerResult `json:"servers"`
+	OursPerSCS  float64        `json:"sqlsessions_per_scs"`
+	OursPerFlor float64        `json:"sqlsessions_per_floor"`
+}
+
+// Report is a whole run.
+type Report struct {
+	Sessions    int              `json:"sessions"`
+	Concurrency int              `json:"concurrency"`
+	Rounds      int              `json:"rounds"`
+	Duration    string           `json:"duration_per_round"`
+	Pool        int              `json:"pool"`
+	SQLitePool  int              `json:"sqlite_pool"`
+	Results     []WorkloadResult `json:"results"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "sessionbench:", err)
+		os.Exit(2)
+	}
+	rep, err := run(ctx, cfg, os.Stderr)
+	if rep != nil {
+		if cfg.json {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(rep)
+		} else {
+			printReport(os.Stdout, rep)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sessionbench:", err)
+		os.Exit(1)
+	}
+}
+
+func splitList(s string, allowed []string) ([]string, error) {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		x = strings.TrimSpace(x)
+		if x == "" {
+			continue
+		}
+		if !slices.Contains(allowed, x) {
+			return nil, fmt.Errorf("unknown %q (want some of %s)", x, strings.Join(allowed, ","))
+		}
+		out = append(out, x)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty list (want some of %s)", strings.Join(allowed, ","))
+	}
+	return out, nil
+}
+
+var backendNames = []string{"postgres", "mysql", "sqlite"}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("sessionbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	backends := fs.String("backends", "postgres,mysql,sqlite", "databases to run: postgres, mysql, sqlite")
+	workloads := fs.String("workloads", "counter,read,new", "workloads: counter (read+increment+write), read (read only), new (a new session per request)")
+	var cfg config
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one round against one server")
+	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load on each server before a workload's rounds")
+	fs.IntVar(&cfg.sessions, "sessions", 200, "sessions seeded per server")
+	fs.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent client connections")
+	fs.IntVar(&cfg.rounds, "rounds", 2, "interleaved rounds per server")
+	fs.IntVar(&cfg.db.pool, "pool", 32, "PostgreSQL and MySQL pool size (MaxOpenConns = MaxIdleConns), shared by the three servers")
+	fs.IntVar(&cfg.db.sqlitePool, "sqlite-pool", 4, "SQLite pool size (MaxOpenConns = MaxIdleConns)")
+	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if cfg.backends, err = splitList(*backends, backendNames); err != nil {
+		return cfg, fmt.Errorf("--backends: %w", err)
+	}
+	if cfg.workloads, err = splitList(*workloads, workloadNames); err != nil {
+		return cfg, fmt.Errorf("--workloads: %w", err)
+	}
+	switch {
+	case cfg.duration <= 0 || cfg.duration > 10*time.Minute:
+		return cfg, errors.New("--duration must be in (0, 10m]")
+	case cfg.warmup < 0 || cfg.warmup > time.Minute:
+		return cfg, errors.New("--warmup must be in [0, 1m]")
+	case cfg.sessions < 1 || cfg.sessions > 100_000:
+		return cfg, errors.New("--sessions must be in [1, 100000]")
+	case cfg.concurrency < 1 || cfg.concurrency > 1024:
+		return cfg, errors.New("--concurrency must be in [1, 1024]")
+	case cfg.rounds < 1 || cfg.rounds > 100:
+		return cfg, errors.New("--rounds must be in [1, 100]")
+	case cfg.db.pool < 1 || cfg.db.sqlitePool < 1:
+		return cfg, errors.New("--pool and --sqlite-pool must be at least 1")
+	}
+	cfg.db.postgresURL = bunstoretest.PostgresURL()
+	if cfg.db.mysqlDSN, err = bunstoretest.MySQLURLToDSN(bunstoretest.MySQLDSN()); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// run runs every workload of every backend and returns the report; log gets
+// progress lines. A backend that fails stops the run with the results so
+// far.
+func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
+	rep := &Report{
+		Sessions: cfg.sessions, Concurrency: cfg.concurrency, Rounds: cfg.rounds,
+		Duration: cfg.duration.String(), Pool: cfg.db.pool, SQLitePool: cfg.db.sqlitePool,
+	}
+	for _, name := range cfg.backends {
+		res, err := runBackend(ctx, name, cfg, log)
+		rep.Results = append(rep.Results, res...)
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return rep, nil
+}
+
+func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ []WorkloadResult, err error) {
+	b, err := openBackend(ctx, name, cfg.db)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, b.close()) }()
+
+	clients := map[string]*http.Client{}
+	for _, s := range serverNames {
+		c := newClient(cfg.concurrency)
+		defer c.CloseIdleConnections()
+		clients[s] = c
+	}
+	cookies := map[string][]string{}
+	for _, s := range serverNames {
+		if cookies[s], err = seed(ctx, clients[s], b.servers[s].url, cfg.sessions, cfg.concurrency); err != nil {
+			return nil, fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	fmt.Fprintf(log, "%s: seeded %d sessions per server\n", name, cfg.sessions)
+
+	var out []WorkloadResult
+	for _, wl := range cfg.workloads {
+		totals := map[string]*sample{}
+		before := map[string]int{}
+		for _, s := range serverNames {
+			totals[s] = &sample{}
+			if cfg.warmup > 0 {
+				drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.warmup)
+			}
+			if wl == workloadCounter {
+				if before[s], err = sumCounts(ctx, clients[s], b.servers[s].url, cookies[s]); err != nil {
+					return out, fmt.Errorf("%s: %w", s, err)
+				}
+			}
+		}
+		for round := range cfg.rounds {
+			for _, s := range serverNames {
+				smp := drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.duration)
+				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors\n", name, wl, round+1, s,
+					float64(smp.requests-smp.errors)/smp.elapsed.Seconds(), smp.errors)
+				totals[s].add(smp)
+			}
+			if err := ctx.Err(); err != nil {
+				return out, err
+			}
+		}
+		wr := WorkloadResult{Backend: name, Workload: wl}
+		for _, s := range serverNames {
+			t := totals[s]
+			sortDurations(t.latencies)
+			r := ServerResult{
+				Server: s, Requests: t.requests, Errors: t.errors, FirstErr: t.firstErr,
+				Seconds:   t.elapsed.Seconds(),
+				ReqPerSec: float64(t.requests-t.errors) / t.elapsed.Seconds(),
+				P50Ms:     ms(percentile(t.latencies, 0.50)),
+				P99Ms:     ms(percentile(t.latencies, 0.99)),
+			}
+			if wl == workloadCounter {
+				r.CountBefore = before[s]
+				if r.CountAfter, err = sumCounts(ctx, clients[s], b.servers[s].url, cookies[s]); err != nil {
+					return out, fmt.Errorf("%s: %w", s, err)
+				}
+			}
+			wr.Servers = append(wr.Servers, r)
+		}
+		wr.OursPerSCS = wr.Servers[0].ReqPerSec / wr.Servers[1].ReqPerSec
+		wr.OursPerFlor = wr.Servers[0].ReqPerSec / wr.Servers[2].ReqPerSec
+		out = append(out, wr)
+	}
+	return out, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// printReport writes the report as text tables.
+func printReport(w io.Writer, rep *Report) {
+	fmt.Fprintf(w, "%d sessions per server, %d connections, %d rounds x %s, pool %d (SQLite %d)\n",
+		rep.Sessions, rep.Concurrency, rep.Rounds, rep.Duration, rep.Pool, rep.SQLitePool)
+	for _, r := range rep.Results {
+		fmt.Fprintf(w, "\n%s / %s\n", r.Backend, r.Workload)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\t")
+		for _, s := range r.Servers {
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "sqlsessions/scs %.2fx   sqlsessions/floor %.2fx\n", r.OursPerSCS, r.OursPerFlor)
+		for _, s := range r.Servers {
+			if s.FirstErr != "" {
+				fmt.Fprintf(w, "%s first error: %s\n", s.Server, s.FirstErr)
+			}
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+)
+
+// TestRun runs the whole benchmark briefly on every backend and checks that
+// every server answered every workload without errors and that the counter
+// workload increased the seeded sessions' counters. A server that cannot be
+// reached skips its backend, or fails it when CI is set.
+func TestRun(t *testing.T) {
+	for _, name := range backendNames {
+		t.Run(name, func(t *testing.T) {
+			switch name { // reachability: skip, or fail under CI
+			case "postgres":
+				bunstoretest.OpenPostgres(t)
+			case "mysql":
+				bunstoretest.OpenMySQL(t)
+			}
+			cfg, err := parseFlags([]string{
+				"--backends", name, "--duration", "200ms", "--warmup", "50ms", "--rounds", "1",
+				"--sessions", "20", "--concurrency", "4", "--pool", "4",
+			}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.db.tempDir = t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var log strings.Builder
+			rep, err := run(ctx, cfg, &log)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, log.String())
+			}
+			if len(rep.Results) != len(workloadNames) {
+				t.Fatalf("%d results, want one per workload (%d)", len(rep.Results), len(workloadNames))
+			}
+			for _, r := range rep.Results {
+				if len(r.Servers) != 3 {
+					t.Fatalf("%s: %d servers, want 3", r.Workload, len(r.Servers))
+				}
+				for _, s := range r.Servers {
+					ok := s.Requests - s.Errors
+					if s.Errors != 0 || ok == 0 || s.ReqPerSec <= 0 || s.P99Ms < s.P50Ms || s.P50Ms <= 0 {
+						t.Errorf("%s/%s: %+v", r.Workload, s.Server, s)
+					}
+					if r.Workload == workloadCounter {
+						gain := s.CountAfter - s.CountBefore
+						if s.CountBefore < cfg.sessions || gain <= 0 || gain > ok {
+							t.Errorf("%s: counters %d -> %d after %d increments", s.Server, s.CountBefore, s.CountAfter, ok)
+						}
+					}
+				}
+				if r.OursPerSCS <= 0 || r.OursPerFlor <= 0 {
+					t.Errorf("%s: ratios %v %v", r.Workload, r.OursPerSCS, r.OursPerFlor)
+				}
+			}
+			var out strings.Builder
+			printReport(&out, rep)
+			for _, want := range []string{name + " / counter", "sqlsessions/floor", "floor"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("report lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"--backends", "sqlite", "--workloads", "read,new"}, true},
+		{[]string{"--backends", "oracle"}, false},
+		{[]string{"--workloads", ""}, false},
+		{[]string{"--duration", "0s"}, false},
+		{[]string{"--rounds", "0"}, false},
+		{[]string{"--concurrency", "0"}, false},
+		{[]string{"--sessions", "0"}, false},
+		{[]string{"extra"}, false},
+	} {
+		cfg, err := parseFlags(tc.args, io.Discard)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseFlags(%q): %v", tc.args, err)
+		}
+		if tc.ok && tc.args == nil && (cfg.sessions != 200 || cfg.concurrency != 32 || cfg.rounds != 2 || cfg.duration != 5*time.Second || len(cfg.backends) != 3 || len(cfg.workloads) != 3) {
+			t.Errorf("defaults: %+v", cfg)
+		}
+	}
+}
