@@ -15,6 +15,7 @@ import (
 	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 	"github.com/uptrace/bun/dialect/mysqldialect"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
@@ -486,35 +487,48 @@ func TestDeleteExpiredBatches(t *testing.T) {
 	})
 }
 
-// fill inserts n records expiring at exp with one multi-row INSERT per 500.
+// fill inserts n records expiring at exp (ids fill-<i>-<random>) in few
+// statements: it creates one record through the store, then copies its row
+// (so each dialect's own expiry encoding is used) with generate_series
+// (PostgreSQL), a recursive CTE (SQLite) or UNION ALL chunks (MySQL).
 func fill(t testing.TB, db *bun.DB, s *bunstore.Store, n int, exp time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	data, err := s.Codec().EncodeMap(map[string][]byte{"k": {0xa1, 'v'}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe := newRecord(t, s, exp)
+	probe := newRecord(t, s, exp, "k", "v")
+	probe.ID = core.ID("fill-0-" + string(newID(t)[:8]))
 	if err := s.Create(ctx, probe); err != nil {
 		t.Fatal(err)
 	}
-	// Copy the probe row's expiry_date so each dialect's encoding is used.
-	for i := 1; i < n; i += 500 {
-		var sb strings.Builder
-		var args []any
-		sb.WriteString("INSERT INTO ? (id, data, expiry_date, version) SELECT x.id, ?, p.expiry_date, 1 FROM (")
-		args = append(args, table(s), data)
-		for j := i; j < min(n, i+500); j++ {
-			if j > i {
-				sb.WriteString(" UNION ALL ")
+	if n <= 1 {
+		return
+	}
+	suffix := "-" + string(probe.ID[7:])
+	var err error
+	switch db.Dialect().Name() {
+	case dialect.PG:
+		_, err = db.ExecContext(ctx, "INSERT INTO ? (id, data, expiry_date, version) SELECT 'fill-' || g || ?, p.data, p.expiry_date, 1 FROM ? AS p, generate_series(1, ?) AS g WHERE p.id = ?",
+			table(s), suffix, table(s), n-1, string(probe.ID))
+	case dialect.SQLite:
+		_, err = db.ExecContext(ctx, "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?) INSERT INTO ? (id, data, expiry_date, version) SELECT 'fill-' || g.i || ?, p.data, p.expiry_date, 1 FROM g, ? AS p WHERE p.id = ?",
+			n-1, table(s), suffix, table(s), string(probe.ID))
+	default:
+		for i := 1; i < n && err == nil; i += 500 {
+			var sb strings.Builder
+			args := []any{table(s)}
+			sb.WriteString("INSERT INTO ? (id, data, expiry_date, version) SELECT x.id, p.data, p.expiry_date, 1 FROM (")
+			for j := i; j < min(n, i+500); j++ {
+				if j > i {
+					sb.WriteString(" UNION ALL ")
+				}
+				sb.WriteString("SELECT ? AS id")
+				args = append(args, fmt.Sprintf("fill-%d%s", j, suffix))
 			}
-			sb.WriteString("SELECT ? AS id")
-			args = append(args, fmt.Sprintf("fill-%d-%s", j, probe.ID[:8]))
+			sb.WriteString(") AS x, ? AS p WHERE p.id = ?")
+			args = append(args, table(s), string(probe.ID))
+			_, err = db.ExecContext(ctx, sb.String(), args...)
 		}
-		sb.WriteString(") AS x, ? AS p WHERE p.id = ?")
-		args = append(args, table(s), string(probe.ID))
-		if _, err := db.ExecContext(ctx, sb.String(), args...); err != nil {
-			t.Fatal(err)
-		}
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
