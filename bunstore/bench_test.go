@@ -1,0 +1,199 @@
+package bunstore_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+)
+
+// The benchmarks run each operation through the store and, side by side on
+// the same pool, as the best hand-written database/sql equivalent: the same
+// single statement, prepared, with bound arguments (the floor). Run them with
+//
+//	go test -run '^$' -bench . -benchtime 3s
+//
+// and compare store/raw per operation and dialect. They run 4 goroutines
+// per GOMAXPROCS (-cpu changes it) on pools of bunstoretest.PoolSize
+// connections (4 on SQLite).
+
+// rawStatements is the floor: hand-written SQL for one table.
+type rawStatements struct {
+	load, save, create *sql.Stmt
+	expiry             func(time.Time) any
+}
+
+func prepareRaw(b *testing.B, db *bun.DB, s *bunstore.Store) *rawStatements {
+	b.Helper()
+	tbl := s.TableName()
+	if s.SchemaName() != "" {
+		tbl = s.SchemaName() + "." + tbl
+	}
+	var load, save, create string
+	r := &rawStatements{}
+	switch db.Dialect().Name() {
+	case dialect.PG:
+		load = "SELECT data, expiry_date, version FROM " + tbl + " WHERE id = $1 AND expiry_date > $2"
+		save = "UPDATE " + tbl + " SET data = $1, expiry_date = $2, version = version + 1 WHERE id = $3 AND version = $4"
+		create = "INSERT INTO " + tbl + " (id, data, expiry_date, version) VALUES ($1, $2, $3, 1) ON CONFLICT (id) DO NOTHING"
+		r.expiry = func(t time.Time) any { return t }
+	case dialect.MySQL:
+		load = "SELECT data, expiry_date, version FROM " + tbl + " WHERE id = ? AND expiry_date > ?"
+		save = "UPDATE " + tbl + " SET data = ?, expiry_date = ?, version = version + 1 WHERE id = ? AND version = ?"
+		create = "INSERT INTO " + tbl + " (id, data, expiry_date, version) VALUES (?, ?, ?, 1)"
+		r.expiry = func(t time.Time) any { return t } // parseTime=true&loc=UTC
+	default:
+		load = "SELECT data, expiry_date, version FROM " + tbl + " WHERE id = ? AND expiry_date > ?"
+		save = "UPDATE " + tbl + " SET data = ?, expiry_date = ?, version = version + 1 WHERE id = ? AND version = ?"
+		create = "INSERT INTO " + tbl + " (id, data, expiry_date, version) VALUES (?, ?, ?, 1) ON CONFLICT (id) DO NOTHING"
+		r.expiry = func(t time.Time) any { return t.UnixMicro() }
+	}
+	for _, x := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{{&r.load, load}, {&r.save, save}, {&r.create, create}} {
+		st, err := db.DB.Prepare(x.q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		*x.dst = st
+	}
+	return r
+}
+
+var benchSeq atomic.Int64
+
+// benchID returns a distinct id per call, the same way for store and floor.
+func benchID() string { return fmt.Sprintf("bench-%020d", benchSeq.Add(1)) }
+
+func BenchmarkStore(b *testing.B) {
+	for _, d := range bunstoretest.Dialects() {
+		if d.Name == "postgres-libpq" {
+			continue
+		}
+		b.Run(d.Name, func(b *testing.B) {
+			db := d.Open(b)
+			s := bunstoretest.NewStore(b, db)
+			raw := prepareRaw(b, db, s)
+			ctx := context.Background()
+			value, _ := s.Codec().Marshal(42)
+			data := map[string][]byte{"counter": value}
+			blob, _ := s.Codec().EncodeMap(data)
+			exp := time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)
+
+			// 200 sessions to load, as in the seed's counter workload.
+			ids := make([]core.ID, 200)
+			for i := range ids {
+				rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
+				if err := s.Create(ctx, rec); err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = rec.ID
+			}
+
+			b.Run("Load/store", func(b *testing.B) {
+				var n atomic.Int64
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						rec, err := s.Load(ctx, ids[n.Add(1)%int64(len(ids))], time.Now())
+						if err != nil || rec == nil {
+							b.Fatal(rec, err)
+						}
+					}
+				})
+			})
+			b.Run("Load/raw", func(b *testing.B) {
+				var n atomic.Int64
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					var (
+						data    []byte
+						expTime time.Time
+						expInt  int64
+						version int64
+					)
+					expDst := any(&expTime)
+					if db.Dialect().Name() == dialect.SQLite {
+						expDst = &expInt
+					}
+					for pb.Next() {
+						err := raw.load.QueryRowContext(ctx, string(ids[n.Add(1)%int64(len(ids))]), raw.expiry(time.Now().UTC())).Scan(&data, expDst, &version)
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+			b.Run("Save/store", func(b *testing.B) {
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
+					if err := s.Create(ctx, rec); err != nil {
+						b.Fatal(err)
+					}
+					for pb.Next() {
+						rec.Expiry = time.Now().UTC().Add(time.Hour)
+						if err := s.Save(ctx, rec); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+			b.Run("Save/raw", func(b *testing.B) {
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					id := benchID()
+					if _, err := raw.create.ExecContext(ctx, id, blob, raw.expiry(exp)); err != nil {
+						b.Fatal(err)
+					}
+					version := int64(1)
+					for pb.Next() {
+						res, err := raw.save.ExecContext(ctx, blob, raw.expiry(time.Now().UTC().Add(time.Hour)), id, version)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if n, _ := res.RowsAffected(); n != 1 {
+							b.Fatal("conflict")
+						}
+						version++
+					}
+				})
+			})
+			b.Run("Create/store", func(b *testing.B) {
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
+						if err := s.Create(ctx, rec); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+			b.Run("Create/raw", func(b *testing.B) {
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						res, err := raw.create.ExecContext(ctx, benchID(), blob, raw.expiry(exp))
+						if err != nil {
+							b.Fatal(err)
+						}
+						if n, _ := res.RowsAffected(); n != 1 {
+							b.Fatal("collision")
+						}
+					}
+				})
+			})
+		})
+	}
+}

@@ -1,0 +1,165 @@
+package bunstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3", no cgo
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+)
+
+// openSQLite opens a SQLite database in dir the way the examples recommend.
+func openSQLite(dir string) (*bun.DB, error) {
+	sqldb, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "sessions.db")+
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(normal)")
+	if err != nil {
+		return nil, err
+	}
+	// Prepared statements live on idle connections: keep them all.
+	sqldb.SetMaxOpenConns(4)
+	sqldb.SetMaxIdleConns(4)
+	return bun.NewDB(sqldb, sqlitedialect.New()), nil
+}
+
+// A session store in a SQLite file: create the table, start a session in
+// one request and read it back in the next.
+func Example() {
+	dir, err := os.MkdirTemp("", "bunstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := openSQLite(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	ctx := context.Background()
+	store, err := bunstore.New(db) // table "tower_sessions"
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	// First request: no cookie yet.
+	sess := core.NewSession(store, "", nil)
+	if err := sess.Insert(ctx, "user", "ada"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := sess.Commit(ctx); err != nil {
+		log.Fatal(err)
+	}
+	token := sess.Token().String() // what the cookie carries
+
+	// Next request presents the token.
+	next := core.NewSession(store, token, nil)
+	user, ok, err := core.Get[string](ctx, next, "user")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(user, ok)
+	// Output: ada true
+}
+
+// Names are validated when the store is built: anything but a plain
+// identifier is an error, and no SQL is ever built from it.
+func ExampleWithTableName() {
+	dir, err := os.MkdirTemp("", "bunstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := openSQLite(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	_, err = bunstore.New(db, bunstore.WithTableName("sessions; DROP TABLE users"))
+	fmt.Println(errors.Is(err, bunstore.ErrInvalidName))
+
+	store, err := bunstore.New(db, bunstore.WithTableName("web_sessions"))
+	fmt.Println(store.TableName(), err)
+	// Output:
+	// true
+	// web_sessions <nil>
+}
+
+// Expired sessions are never loaded, and DeleteExpired removes them.
+func ExampleStore_DeleteExpired() {
+	dir, err := os.MkdirTemp("", "bunstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := openSQLite(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	store, err := bunstore.New(db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	now := time.Now().UTC()
+	for i, expiry := range []time.Time{now.Add(-time.Minute), now.Add(-time.Second), now.Add(time.Hour)} {
+		tok, _ := core.NewToken(nil)
+		v, _ := store.Codec().Marshal(i)
+		rec := &core.Record{ID: tok.ID(), Data: map[string][]byte{"i": v}, Expiry: expiry}
+		if err := store.Create(ctx, rec); err != nil {
+			log.Fatal(err)
+		}
+	}
+	n, err := store.DeleteExpired(ctx, now, 0)
+	fmt.Println(n, err)
+	// Output: 2 <nil>
+}
+
+// Purge expired sessions in the background until shutdown.
+func ExampleStore_ContinuouslyDeleteExpired() {
+	dir, err := os.MkdirTemp("", "bunstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := openSQLite(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	store, err := bunstore.New(db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	// In a server: ctx from signal.NotifyContext, cancelled on shutdown.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- store.ContinuouslyDeleteExpired(ctx, time.Hour) }()
+	fmt.Println(<-done)
+	// Output: context deadline exceeded
+}
