@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,8 +41,8 @@ const StatusStoreFailed = http.StatusServiceUnavailable
 //	POST /cycle               CycleID: new token, same data
 //	POST /flush               Flush: delete the session
 //
-// A failed session call answers StatusStoreFailed (the error is not in the
-// body).
+// A failed session call is logged with slog's default logger and answers
+// StatusStoreFailed (the error is not in the body).
 func App() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -51,9 +52,8 @@ func App() http.Handler {
 			return
 		}
 		fail := func(err error) {
-			if err != nil {
-				http.Error(w, "session store unavailable", StatusStoreFailed)
-			}
+			slog.ErrorContext(ctx, "app: a session call failed", "path", r.URL.Path, "id", s.ID(), "error", err)
+			http.Error(w, "session store unavailable", StatusStoreFailed)
 		}
 		var err error
 		q := r.URL.Query()
