@@ -82,7 +82,10 @@ func buildStatements(db *bun.DB, name dialect.Name, schemaName, tableName string
 			// would also turn other errors into silent truncation.
 			q{&st.create, "INSERT INTO ? (id, data, expiry_date, version) VALUES (?, ?, ?, 1)",
 				[]any{table, ph(1), ph(2), ph(3)}},
-			q{&st.deleteExpired, "DELETE FROM ? WHERE expiry_date <= ? LIMIT ?", []any{table, ph(1), ph(2)}},
+			// ORDER BY a unique key makes DELETE ... LIMIT deterministic
+			// (safe for statement-based replication); InnoDB's expiry
+			// index holds (expiry_date, id), so it is still index order.
+			q{&st.deleteExpired, "DELETE FROM ? WHERE expiry_date <= ? ORDER BY expiry_date, id LIMIT ?", []any{table, ph(1), ph(2)}},
 		)
 		st.migrate = make([]string, 2)
 		qs = append(qs,
