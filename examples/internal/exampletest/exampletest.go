@@ -1,0 +1,228 @@
+// Package exampletest runs the example servers as real processes in tests:
+// it builds an example's binary, starts it on a free port, drives it over
+// HTTP the way a browser would, and stops it with a signal. It also finds
+// the test database servers.
+//
+// Servers are found through environment variables:
+//
+//	SQLSESSIONS_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+//	SQLSESSIONS_MYSQL_URL     default mysql://root@127.0.0.1:3306/test
+//
+// (SQLSESSIONS_MYSQL_URL may also be a go-sql-driver/mysql DSN.) A server
+// that cannot be reached skips the test, except when the environment
+// variable CI is non-empty: then the test fails.
+package exampletest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Build builds the main package in the current directory (the example's
+// own directory, where its tests run) into a temporary directory, with env
+// added to the environment (e.g. "CGO_ENABLED=0"), and returns the binary.
+func Build(t testing.TB, env ...string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found: %v", err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), filepath.Base(wd))
+	cmd := exec.Command(goBin, "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build (%v): %v\n%s", env, err, out)
+	}
+	return bin
+}
+
+// childEnv is the test's environment without the variables the examples
+// read, plus env.
+func childEnv(env []string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "ADDR=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, env...)
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Proc is a running example server.
+type Proc struct {
+	// URL is the server's base URL, e.g. "http://127.0.0.1:41234".
+	URL string
+
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+// StartupTimeout bounds how long Start waits for the "listening on" line
+// (the examples connect to their database and migrate first).
+const StartupTimeout = 60 * time.Second
+
+// Start runs bin with env added (ADDR=127.0.0.1:0 unless env sets ADDR) and
+// waits until it prints "listening on http://HOST:PORT". The process is
+// killed at cleanup if the test has not stopped it.
+func Start(t testing.TB, bin string, env ...string) *Proc {
+	t.Helper()
+	hasAddr := false
+	for _, kv := range env {
+		hasAddr = hasAddr || strings.HasPrefix(kv, "ADDR=")
+	}
+	if !hasAddr {
+		env = append(env, "ADDR=127.0.0.1:0")
+	}
+	p := &Proc{cmd: exec.Command(bin), done: make(chan struct{})}
+	p.cmd.Env = childEnv(env)
+	p.cmd.Stderr = &p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(&p.stdout, line)
+			if u, ok := strings.CutPrefix(line, "listening on "); ok {
+				select {
+				case listening <- u:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(&p.stdout, out)
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+
+	select {
+	case p.URL = <-listening:
+		return p
+	case <-p.done:
+		t.Fatalf("%s exited before listening (%v)\nstdout: %s\nstderr: %s", filepath.Base(bin), p.err, p.stdout.String(), p.stderr.String())
+	case <-time.After(StartupTimeout):
+		t.Fatalf("%s did not print \"listening on\" within %s\nstdout: %s\nstderr: %s", filepath.Base(bin), StartupTimeout, p.stdout.String(), p.stderr.String())
+	}
+	return nil
+}
+
+// Stderr returns what the process wrote to stderr so far.
+func (p *Proc) Stderr() string { return p.stderr.String() }
+
+// Stop sends sig and waits up to 20 s for the process to exit. It fails the
+// test unless the exit status is 0 and stderr shows no panic.
+func (p *Proc) Stop(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("sending %v: %v", sig, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still running 20 s after %v\nstderr: %s", sig, p.stderr.String())
+	}
+	if p.err != nil {
+		t.Errorf("after %v: exit %v, want status 0\nstderr: %s", sig, p.err, p.stderr.String())
+	}
+	CheckNoPanic(t, p.stderr.String())
+}
+
+// CheckNoPanic fails the test if stderr holds a panic or a goroutine trace.
+func CheckNoPanic(t testing.TB, stderr string) {
+	t.Helper()
+	for _, bad := range []string{"panic:", "goroutine ", "fatal error:"} {
+		if strings.Contains(stderr, bad) {
+			t.Errorf("stderr shows %q:\n%s", bad, stderr)
+		}
+	}
+}
+
+// Fail runs bin with env added (and ADDR=127.0.0.1:0) and expects it to
+// exit on its own with a non-zero status and a single line on stderr that
+// contains every string in want. It returns that line.
+func Fail(t testing.TB, bin string, env []string, want ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = childEnv(append([]string{"ADDR=127.0.0.1:0"}, env...))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("%v: still running after 60 s, want a quick failure\nstdout: %s\nstderr: %s", env, stdout.String(), stderr.String())
+	case !errors.As(err, &exit):
+		t.Fatalf("%v: exit %v, want a non-zero exit status\nstdout: %s\nstderr: %s", env, err, stdout.String(), stderr.String())
+	case exit.ExitCode() <= 0:
+		t.Fatalf("%v: exit %v, want a non-zero exit status (not a signal)", env, err)
+	}
+	msg := stderr.String()
+	CheckNoPanic(t, msg)
+	line := strings.TrimSuffix(msg, "\n")
+	if line == "" || strings.Contains(line, "\n") {
+		t.Errorf("%v: stderr is %q, want exactly one line", env, msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(line, w) {
+			t.Errorf("%v: stderr %q does not mention %q", env, line, w)
+		}
+	}
+	return line
+}
+
+// SIGTERM is syscall.SIGTERM as an os.Signal.
+var SIGTERM os.Signal = syscall.SIGTERM
