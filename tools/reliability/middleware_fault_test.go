@@ -276,7 +276,7 @@ func TestMiddlewareFaults(t *testing.T) {
 			errMu.Unlock()
 			tokens := 0
 			for _, c := range clients {
-				for _, tok := range c.Tokens {
+				for _, tok := range c.Tokens() {
 					tokens++
 					if strings.Contains(out, tok) {
 						t.Errorf("token %s appears in the logs", tok)

@@ -218,8 +218,15 @@ type Client struct {
 	// Dead holds cookies of flushed sessions and old tokens of cycled ones
 	// (the last few): they must never name a session again.
 	Dead []string
-	// Tokens records every cookie value the server ever sent this client.
-	Tokens []string
+	mu     sync.Mutex
+	tokens []string
+}
+
+// Tokens returns every cookie value the server ever sent this client.
+func (c *Client) Tokens() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.tokens...)
 }
 
 // NewClient returns a client of the App served at base.
@@ -277,7 +284,9 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, cook
 			res.Removed = true
 		} else {
 			res.Cookie = ck.Value
-			c.Tokens = append(c.Tokens, ck.Value)
+			c.mu.Lock()
+			c.tokens = append(c.tokens, ck.Value)
+			c.mu.Unlock()
 		}
 	}
 	if resp.StatusCode != http.StatusOK {
