@@ -3,6 +3,7 @@ package httpadapter_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/sqlsessions/sqlsessions/core"
@@ -44,32 +45,46 @@ func BenchmarkMiddleware(b *testing.B) {
 			}
 		},
 	}
-	for _, name := range []string{"untouched", "read", "write"} {
-		b.Run(name, func(b *testing.B) {
-			m, err := httpadapter.New(core.NewMemoryStore())
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := m.Middleware(handlers[name])
-			// Create the session.
-			rec := httptest.NewRecorder()
-			h2 := m.Middleware(handlers["write"])
-			h2.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-			cookies := rec.Result().Cookies()
-			if len(cookies) != 1 {
-				b.Fatal("no session cookie")
-			}
-			req := httptest.NewRequest(http.MethodGet, "/", nil)
-			req.AddCookie(cookies[0])
-			w := &benchWriter{h: http.Header{}}
-			b.ReportAllocs()
-			for b.Loop() {
-				w.reset()
-				h.ServeHTTP(w, req)
-			}
-			if name == "write" && len(w.h["Set-Cookie"]) != 1 {
-				b.Fatal("the write case set no cookie")
-			}
-		})
+	modes := []struct {
+		name string
+		opts []httpadapter.Option
+	}{
+		{"", nil},
+		{"/signed", []httpadapter.Option{httpadapter.WithSignedKeys(key(1))}},
+		{"/private", []httpadapter.Option{httpadapter.WithPrivateKeys(key(2))}},
 	}
+	for _, mode := range modes {
+		for _, name := range []string{"untouched", "read", "write"} {
+			benchmarkCase(b, name+mode.name, handlers[name], handlers["write"], mode.opts)
+		}
+	}
+}
+
+func benchmarkCase(b *testing.B, name string, handler, create http.Handler, opts []httpadapter.Option) {
+	b.Run(name, func(b *testing.B) {
+		m, err := httpadapter.New(core.NewMemoryStore(), opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := m.Middleware(handler)
+		// Create the session.
+		rec := httptest.NewRecorder()
+		h2 := m.Middleware(create)
+		h2.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		cookies := rec.Result().Cookies()
+		if len(cookies) != 1 {
+			b.Fatal("no session cookie")
+		}
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.AddCookie(cookies[0])
+		w := &benchWriter{h: http.Header{}}
+		b.ReportAllocs()
+		for b.Loop() {
+			w.reset()
+			h.ServeHTTP(w, req)
+		}
+		if strings.HasPrefix(name, "write") != (len(w.h["Set-Cookie"]) == 1) {
+			b.Fatalf("%s: %d Set-Cookie headers", name, len(w.h["Set-Cookie"]))
+		}
+	})
 }

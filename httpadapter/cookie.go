@@ -36,7 +36,10 @@ const (
 	modePrivate
 )
 
-var b64 = base64.RawURLEncoding
+var (
+	b64       = base64.RawURLEncoding
+	b64Strict = base64.RawURLEncoding.Strict()
+)
 
 const (
 	macLen        = sha256.Size
@@ -95,28 +98,42 @@ func newCodec(c *config) (*codec, error) {
 	return cd, nil
 }
 
-// sum computes the MAC of token under key i into dst (macLen bytes).
-func (cd *codec) sum(i int, token string, dst []byte) {
+// withMAC computes the MAC of token under key i and passes it to f; the MAC
+// lives in pooled memory, so f must not keep it.
+func (cd *codec) withMAC(i int, token string, f func(mac []byte) bool) bool {
 	ms := cd.macs[i].Get().(*macState)
+	defer cd.macs[i].Put(ms)
 	ms.h.Reset()
 	b := append(append(ms.buf[:0], cd.prefix...), token...)
 	ms.h.Write(b)
-	ms.h.Sum(dst[:0])
-	cd.macs[i].Put(ms)
+	return f(ms.h.Sum(ms.buf[:0]))
 }
+
+// scratch is pooled memory for sealing and opening private values (buffers
+// handed to a cipher.AEAD escape to the heap).
+type scratch struct {
+	sealed [sealedLen + 2]byte
+	plain  [sealedLen]byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // appendValue appends the cookie value for token to dst.
 func (cd *codec) appendValue(dst []byte, token string) []byte {
 	switch cd.mode {
 	case modeSigned:
-		var mac [macLen]byte
-		cd.sum(0, token, mac[:])
 		dst = append(dst, token...)
 		dst = append(dst, '.')
-		return b64.AppendEncode(dst, mac[:])
+		cd.withMAC(0, token, func(mac []byte) bool {
+			dst = b64.AppendEncode(dst, mac)
+			return true
+		})
+		return dst
 	case modePrivate:
-		var buf [sealedLen]byte
-		sealed := cd.aeads[0].Seal(buf[:0], nil, []byte(token), cd.prefix[:len(cd.name)])
+		sc := scratchPool.Get().(*scratch)
+		defer scratchPool.Put(sc)
+		plain := append(sc.plain[:0], token...)
+		sealed := cd.aeads[0].Seal(sc.sealed[:0], nil, plain, cd.prefix[:len(cd.name)])
 		return b64.AppendEncode(dst, sealed)
 	default:
 		return append(dst, token...)
@@ -134,14 +151,12 @@ func (cd *codec) decode(value string) (string, bool) {
 		}
 		token := value[:core.TokenLen]
 		var got [macLen + 2]byte
-		n, err := b64.Strict().Decode(got[:], []byte(value[core.TokenLen+1:]))
+		n, err := b64Strict.Decode(got[:], []byte(value[core.TokenLen+1:]))
 		if err != nil || n != macLen {
 			return "", false
 		}
-		var want [macLen]byte
 		for i := range cd.macs {
-			cd.sum(i, token, want[:])
-			if hmac.Equal(want[:], got[:macLen]) {
+			if cd.withMAC(i, token, func(want []byte) bool { return hmac.Equal(want, got[:macLen]) }) {
 				return token, true
 			}
 		}
@@ -150,15 +165,15 @@ func (cd *codec) decode(value string) (string, bool) {
 		if len(value) != privateB64Len {
 			return "", false
 		}
-		var sealed [sealedLen + 2]byte
-		n, err := b64.Strict().Decode(sealed[:], []byte(value))
+		sc := scratchPool.Get().(*scratch)
+		defer scratchPool.Put(sc)
+		n, err := b64Strict.Decode(sc.sealed[:], []byte(value))
 		if err != nil || n != sealedLen {
 			return "", false
 		}
 		ad := cd.prefix[:len(cd.name)]
 		for _, aead := range cd.aeads {
-			var plain [sealedLen]byte
-			if out, err := aead.Open(plain[:0], nil, sealed[:n], ad); err == nil {
+			if out, err := aead.Open(sc.plain[:0], nil, sc.sealed[:n], ad); err == nil {
 				return string(out), true
 			}
 		}

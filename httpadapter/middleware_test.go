@@ -604,3 +604,28 @@ func TestNewRejectsBadConfiguration(t *testing.T) {
 		t.Error("nil store: no error")
 	}
 }
+
+func TestRequestContextKeepsParent(t *testing.T) {
+	type ctxKey struct{}
+	parent, cancel := context.WithCancelCause(context.WithValue(context.Background(), ctxKey{}, "v"))
+	reason := errors.New("client went away")
+	h := manager(t, core.NewMemoryStore()).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if ctx.Value(ctxKey{}) != "v" {
+			t.Error("a value of the parent context is lost")
+		}
+		child, stop := context.WithCancel(ctx)
+		defer stop()
+		cancel(reason)
+		select {
+		case <-child.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("cancelling the request's context does not reach a derived context")
+		}
+		if !errors.Is(context.Cause(child), reason) || !errors.Is(ctx.Err(), context.Canceled) {
+			t.Errorf("cause %v, err %v", context.Cause(child), ctx.Err())
+		}
+	}))
+	req := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(parent)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+}
