@@ -26,6 +26,9 @@ var ErrBadURL = errors.New("bad database URL")
 // path used instead of host:port); any other parameter is an error rather
 // than being silently ignored.
 func MySQLDSN(rawURL string) (string, error) {
+	if !strings.Contains(rawURL, "://") {
+		return "", fmt.Errorf("%w: want mysql://user:password@host:port/database", ErrBadURL)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadURL, redactErr(err, rawURL))
@@ -84,7 +87,13 @@ func MySQLDSN(rawURL string) (string, error) {
 			return "", fmt.Errorf("%w: unsupported parameter %q (supported: ssl-mode, charset, collation, socket)", ErrBadURL, key)
 		}
 	}
-	return cfg.FormatDSN(), nil
+	dsn := cfg.FormatDSN()
+	// UTC is the driver's default location, so FormatDSN leaves it out;
+	// spell it out for whoever reads the DSN.
+	if !strings.Contains(dsn, "loc=") {
+		dsn += "&loc=UTC"
+	}
+	return dsn, nil
 }
 
 func setParam(m map[string]string, k, v string) map[string]string {
@@ -98,6 +107,9 @@ func setParam(m map[string]string, k, v string) map[string]string {
 // CheckPostgresURL reports whether rawURL is a postgres:// or
 // postgresql:// URL, the form both sqlx and pgx accept.
 func CheckPostgresURL(rawURL string) error {
+	if !strings.Contains(rawURL, "://") {
+		return fmt.Errorf("%w: want postgres://user:password@host:port/database", ErrBadURL)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadURL, redactErr(err, rawURL))

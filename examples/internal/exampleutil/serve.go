@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -24,8 +23,8 @@ type Server struct {
 	Handler http.Handler
 	// Background tasks run beside the server, each in its own goroutine,
 	// with a context that is cancelled when shutdown begins; Serve waits for
-	// them to return. A task's error other than the context's is
-	// reported after shutdown.
+	// them to return. A task's error, other than the cancellation itself, is
+	// returned by Serve after shutdown.
 	Background []func(ctx context.Context) error
 	// Log receives the "listening on" line; nil means io.Discard.
 	Log io.Writer
@@ -38,7 +37,7 @@ type Server struct {
 // and waits for the background tasks. It returns nil after a clean shutdown
 // and an error if the server could not listen or failed while serving.
 func Serve(ctx context.Context, s Server) error {
-	ln, err := net.Listen("tcp", s.Addr)
+	ln, err := listen(s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
 	}
@@ -62,7 +61,8 @@ func Serve(ctx context.Context, s Server) error {
 	)
 	for _, task := range s.Background {
 		wg.Go(func() {
-			if err := task(bgCtx); err != nil && bgCtx.Err() == nil {
+			err := task(bgCtx)
+			if err != nil && !(bgCtx.Err() != nil && errors.Is(err, bgCtx.Err())) {
 				mu.Lock()
 				bgErr = errors.Join(bgErr, err)
 				mu.Unlock()
