@@ -217,7 +217,7 @@ type Client struct {
 	Keys map[string]string
 	// Dead holds cookies of flushed sessions and old tokens of cycled ones
 	// (the last few): they must never name a session again.
-	Dead []string
+	Dead   []string
 	mu     sync.Mutex
 	tokens []string
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
@@ -19,30 +21,38 @@ var soakDuration = flag.Duration("soak", 2*time.Second, "how long TestSoak runs 
 // openBackend returns a migrated store for a soak on name: postgres, mysql
 // or sqlite (sqlitewasm.Open on a file in a temp directory).
 func openBackend(t testing.TB, name string) core.Store {
+	s, _ := openBackendDB(t, name)
+	return s
+}
+
+// openBackendDB is openBackend that also returns the store's database.
+func openBackendDB(t testing.TB, name string) (*bunstore.Store, *bun.DB) {
 	t.Helper()
+	var db *bun.DB
 	switch name {
 	case "postgres":
-		return bunstoretest.NewStore(t, bunstoretest.OpenPostgres(t))
+		db = bunstoretest.OpenPostgres(t)
 	case "mysql":
-		return bunstoretest.NewStore(t, bunstoretest.OpenMySQL(t))
+		db = bunstoretest.OpenMySQL(t)
 	case "sqlite":
-		db, err := sqlitewasm.Open(filepath.Join(t.TempDir(), "soak.db"))
+		var err error
+		db, err = sqlitewasm.Open(filepath.Join(t.TempDir(), "soak.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		s, err := bunstore.New(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		if err := s.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return s
+	default:
+		t.Fatalf("unknown backend %q", name)
 	}
-	t.Fatalf("unknown backend %q", name)
-	return nil
+	return bunstoretest.NewStore(t, db), db
+}
+
+// tableName is the qualified name of s's table, for direct SQL.
+func tableName(s *bunstore.Store) bun.Ident {
+	if s.SchemaName() == "" {
+		return bun.Ident(s.TableName())
+	}
+	return bun.Ident(s.SchemaName() + "." + s.TableName())
 }
 
 var soakBackends = []string{"postgres", "mysql", "sqlite"}
