@@ -31,7 +31,7 @@ type rawStatements struct {
 	expiry             func(time.Time) any
 }
 
-func prepareRaw(b *testing.B, db *bun.DB, s *bunstore.Store) *rawStatements {
+func prepareRaw(b testing.TB, db *bun.DB, s *bunstore.Store) *rawStatements {
 	b.Helper()
 	tbl := s.TableName()
 	if s.SchemaName() != "" {

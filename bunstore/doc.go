@@ -35,6 +35,8 @@
 // whatever the DSN's loc and parseTime and the session time_zone; for your
 // own queries on the table use parseTime=true&loc=UTC (and
 // mysqldialect.WithTimeLocation("UTC") for bun's builder).
+// A record must fit the server's max_allowed_packet (MariaDB's default is 16
+// MiB, MySQL 8's 64 MiB).
 // SQLite: github.com/ncruces/go-sqlite3/driver (no cgo), e.g. through the
 // sqlitewasm module; use WAL, synchronous=NORMAL and a busy_timeout.
 //
@@ -47,6 +49,9 @@
 // statements live on pooled connections: call db.SetMaxIdleConns(n) with the
 // same n as db.SetMaxOpenConns(n), or database/sql (which keeps 2 idle
 // connections by default) re-prepares them as connections churn.
+//
+// Behind PgBouncer in transaction pooling mode, prepared statements need
+// PgBouncer 1.21 or later with max_prepared_statements set.
 //
 // Because these statements bypass bun's query path, hooks attached to the
 // *bun.DB do not see them: pass hooks with WithQueryHook as well. Migrate

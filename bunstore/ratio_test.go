@@ -1,0 +1,168 @@
+package bunstore_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/uptrace/bun/dialect"
+)
+
+// TestFloorRatio measures the store against the raw database/sql floor with
+// rounds that alternate between the two (so background load on a shared
+// machine hits both alike) and logs the median throughput ratio per
+// operation and dialect. It is a measurement, not a pass/fail timing test:
+// it runs only with SQLSESSIONS_BENCH_RATIO=1 and fails only if an operation
+// fails.
+//
+//	SQLSESSIONS_BENCH_RATIO=1 go test -run TestFloorRatio -v .
+func TestFloorRatio(t *testing.T) {
+	if os.Getenv("SQLSESSIONS_BENCH_RATIO") == "" {
+		t.Skip("set SQLSESSIONS_BENCH_RATIO=1 to measure store/raw throughput ratios")
+	}
+	const (
+		rounds  = 9
+		round   = 400 * time.Millisecond
+		workers = 16
+	)
+	for _, d := range bunstoretest.Dialects() {
+		if d.Name == "postgres-libpq" {
+			continue
+		}
+		t.Run(d.Name, func(t *testing.T) {
+			db := d.Open(t)
+			s := bunstoretest.NewStore(t, db)
+			raw := prepareRaw(t, db, s)
+			ctx := context.Background()
+			value, _ := s.Codec().Marshal(42)
+			data := map[string][]byte{"counter": value}
+			blob, _ := s.Codec().EncodeMap(data)
+			exp := time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)
+			ids := make([]core.ID, 200)
+			for i := range ids {
+				rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
+				if err := s.Create(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+				ids[i] = rec.ID
+			}
+			sqlite := db.Dialect().Name() == dialect.SQLite
+
+			// run calls op from workers goroutines for one round and
+			// returns operations per second.
+			run := func(newWorker func() func() error) float64 {
+				var ops atomic.Int64
+				var wg sync.WaitGroup
+				deadline := time.Now().Add(round)
+				for range workers {
+					op := newWorker()
+					wg.Go(func() {
+						for time.Now().Before(deadline) {
+							if err := op(); err != nil {
+								t.Error(err)
+								return
+							}
+							ops.Add(1)
+						}
+					})
+				}
+				wg.Wait()
+				return float64(ops.Load()) / round.Seconds()
+			}
+			var n atomic.Int64
+			next := func() core.ID { return ids[n.Add(1)%int64(len(ids))] }
+			type pair struct {
+				name       string
+				store, raw func() func() error
+			}
+			pairs := []pair{
+				{"Load",
+					func() func() error {
+						return func() error {
+							rec, err := s.Load(ctx, next(), time.Now())
+							if err == nil && rec == nil {
+								t.Fatal("not found")
+							}
+							return err
+						}
+					},
+					func() func() error {
+						var (
+							b       []byte
+							et      time.Time
+							ei, ver int64
+						)
+						dst := any(&et)
+						if sqlite {
+							dst = &ei
+						}
+						return func() error {
+							return raw.load.QueryRowContext(ctx, string(next()), raw.expiry(time.Now().UTC())).Scan(&b, dst, &ver)
+						}
+					}},
+				{"Save",
+					func() func() error {
+						rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
+						if err := s.Create(ctx, rec); err != nil {
+							t.Fatal(err)
+						}
+						return func() error {
+							rec.Expiry = time.Now().UTC().Add(time.Hour)
+							return s.Save(ctx, rec)
+						}
+					},
+					func() func() error {
+						id := benchID()
+						if _, err := raw.create.ExecContext(ctx, id, blob, raw.expiry(exp)); err != nil {
+							t.Fatal(err)
+						}
+						version := int64(1)
+						return func() error {
+							_, err := raw.save.ExecContext(ctx, blob, raw.expiry(time.Now().UTC().Add(time.Hour)), id, version)
+							version++
+							return err
+						}
+					}},
+				{"Create",
+					func() func() error {
+						return func() error {
+							return s.Create(ctx, &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp})
+						}
+					},
+					func() func() error {
+						return func() error {
+							_, err := raw.create.ExecContext(ctx, benchID(), blob, raw.expiry(exp))
+							return err
+						}
+					}},
+			}
+			for _, p := range pairs {
+				run(p.store) // warm up both
+				run(p.raw)
+				var ratios, sOps, rOps []float64
+				for i := range rounds {
+					var so, ro float64
+					if i%2 == 0 {
+						so, ro = run(p.store), run(p.raw)
+					} else {
+						ro, so = run(p.raw), run(p.store)
+					}
+					ratios = append(ratios, so/ro)
+					sOps = append(sOps, so)
+					rOps = append(rOps, ro)
+				}
+				slices.Sort(ratios)
+				slices.Sort(sOps)
+				slices.Sort(rOps)
+				t.Logf("%-6s store %8.0f ops/s, raw %8.0f ops/s (medians), median ratio store/raw %.3f (range %.3f-%.3f)",
+					p.name, sOps[rounds/2], rOps[rounds/2], ratios[rounds/2], ratios[0], ratios[rounds-1])
+			}
+		})
+	}
+}
