@@ -102,6 +102,7 @@ func BenchmarkStore(b *testing.B) {
 
 			b.Run("Load/store", func(b *testing.B) {
 				var n atomic.Int64
+				b.ReportAllocs()
 				b.SetParallelism(4)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
@@ -114,6 +115,7 @@ func BenchmarkStore(b *testing.B) {
 			})
 			b.Run("Load/raw", func(b *testing.B) {
 				var n atomic.Int64
+				b.ReportAllocs()
 				b.SetParallelism(4)
 				b.RunParallel(func(pb *testing.PB) {
 					var (
@@ -135,6 +137,7 @@ func BenchmarkStore(b *testing.B) {
 				})
 			})
 			b.Run("Save/store", func(b *testing.B) {
+				b.ReportAllocs()
 				b.SetParallelism(4)
 				b.RunParallel(func(pb *testing.PB) {
 					rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
@@ -150,6 +153,7 @@ func BenchmarkStore(b *testing.B) {
 				})
 			})
 			b.Run("Save/raw", func(b *testing.B) {
+				b.ReportAllocs()
 				b.SetParallelism(4)
 				b.RunParallel(func(pb *testing.PB) {
 					id := benchID()
@@ -170,6 +174,7 @@ func BenchmarkStore(b *testing.B) {
 				})
 			})
 			b.Run("Create/store", func(b *testing.B) {
+				b.ReportAllocs()
 				b.SetParallelism(4)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
@@ -181,6 +186,7 @@ func BenchmarkStore(b *testing.B) {
 				})
 			})
 			b.Run("Create/raw", func(b *testing.B) {
+				b.ReportAllocs()
 				b.SetParallelism(4)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {

@@ -28,3 +28,18 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// TestConformanceCaching runs the suite on core's CachingStore in front of
+// the SQL store.
+func TestConformanceCaching(t *testing.T) {
+	for _, d := range bunstoretest.Dialects() {
+		if d.Name == "postgres-libpq" {
+			continue
+		}
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			s := core.NewCachingStore(bunstoretest.NewStore(t, d.Open(t)), 100)
+			storetest.Run(t, func(*testing.T) core.Store { return s })
+		})
+	}
+}
