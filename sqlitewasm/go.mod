@@ -4,6 +4,8 @@ go 1.26.0
 
 require (
 	github.com/ncruces/go-sqlite3 v0.37.0
+	github.com/sqlsessions/sqlsessions/bunstore v0.1.0
+	github.com/sqlsessions/sqlsessions/core v0.1.0
 	github.com/uptrace/bun v1.3.0
 	github.com/uptrace/bun/dialect/sqlitedialect v1.3.0
 )
@@ -17,4 +19,9 @@ require (
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
+)
+
+replace (
+	github.com/sqlsessions/sqlsessions/bunstore => ../bunstore
+	github.com/sqlsessions/sqlsessions/core => ../core
 )
