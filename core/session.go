@@ -113,6 +113,7 @@ type Session struct {
 	opts  *Options
 
 	token     Token
+	id        ID   // token.ID(), computed once
 	presented bool // the client sent a session value (valid or not)
 
 	loaded  bool
@@ -136,12 +137,16 @@ func NewSession(store Store, presented string, opts *Options) *Session {
 	if presented != "" {
 		s.presented = true
 		if t, err := ParseToken(presented); err == nil {
-			s.token = t
+			s.setToken(t)
 		} else {
 			s.destroyed = true
 		}
 	}
 	return s
+}
+
+func (s *Session) setToken(t Token) {
+	s.token, s.id = t, t.ID()
 }
 
 // load reads the record once. The caller holds s.mu.
@@ -153,10 +158,10 @@ func (s *Session) load(ctx context.Context) error {
 		s.loaded, s.data = true, map[string][]byte{}
 		return nil
 	}
-	rec, err := s.store.Load(ctx, s.token.ID(), s.opts.now())
+	rec, err := s.store.Load(ctx, s.id, s.opts.now())
 	if errors.Is(err, ErrCorruptRecord) {
 		s.opts.logger().WarnContext(ctx, "sqlsessions: ignoring a session record that cannot be decoded",
-			"id", s.token.ID(), "error", err)
+			"id", s.id, "error", err)
 		rec, err = nil, nil
 	}
 	if err != nil {
@@ -166,15 +171,12 @@ func (s *Session) load(ctx context.Context) error {
 	if rec == nil {
 		// Unknown or expired: never adopt the client's token for a new
 		// session (that would allow fixation); Commit draws a new one.
-		s.token, s.destroyed = Token{}, true
+		s.setToken(Token{})
+		s.destroyed = true
 		s.data = map[string][]byte{}
 		return nil
 	}
-	s.rec = rec
-	s.data = maps.Clone(rec.Data)
-	if s.data == nil {
-		s.data = map[string][]byte{}
-	}
+	s.adopt(rec)
 	return nil
 }
 
@@ -291,11 +293,12 @@ func (s *Session) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.token.IsZero() {
-		if err := s.store.Delete(ctx, s.token.ID()); err != nil {
+		if err := s.store.Delete(ctx, s.id); err != nil {
 			return fmt.Errorf("sqlsessions: deleting session: %w", err)
 		}
 	}
-	s.token, s.rec = Token{}, nil
+	s.setToken(Token{})
+	s.rec = nil
 	s.loaded, s.data = true, map[string][]byte{}
 	s.changes, s.modified = nil, false
 	s.destroyed = s.destroyed || s.presented
@@ -316,7 +319,8 @@ func (s *Session) CycleID(ctx context.Context) error {
 			return fmt.Errorf("sqlsessions: deleting old session id: %w", err)
 		}
 	}
-	s.token, s.rec = Token{}, nil
+	s.setToken(Token{})
+	s.rec = nil
 	s.destroyed = s.destroyed || s.presented
 	s.modified = true
 	return nil
@@ -371,7 +375,7 @@ func (s *Session) ExpiresAt() time.Time {
 func (s *Session) ID() ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.token.ID()
+	return s.id
 }
 
 // Token returns the session's token, the secret the cookie carries; it is
@@ -408,6 +412,11 @@ func (s *Session) Commit(ctx context.Context) (CommitResult, error) {
 			return s.unchanged(), nil
 		}
 	}
+	// A session modified without being read (SetExpiry alone) still needs
+	// its record: the save builds on it.
+	if err := s.load(ctx); err != nil {
+		return Unchanged, err
+	}
 	now := s.opts.now()
 	if s.rec == nil {
 		if len(s.data) == 0 {
@@ -435,7 +444,7 @@ func (s *Session) create(ctx context.Context, now time.Time) (CommitResult, erro
 		if err != nil {
 			return Unchanged, err
 		}
-		rec := &Record{ID: tok.ID(), Data: maps.Clone(s.data), Expiry: s.expiry.Deadline(now, s.opts.SessionEndLifetime)}
+		rec := &Record{ID: tok.ID(), Data: s.data, Expiry: s.expiry.Deadline(now, s.opts.SessionEndLifetime)}
 		err = s.store.Create(ctx, rec)
 		if errors.Is(err, ErrCollision) {
 			continue
@@ -443,7 +452,9 @@ func (s *Session) create(ctx context.Context, now time.Time) (CommitResult, erro
 		if err != nil {
 			return Unchanged, fmt.Errorf("sqlsessions: creating session: %w", err)
 		}
-		s.token, s.rec = tok, rec
+		s.token, s.id = tok, rec.ID
+		rec.Data = nil // s.data stays the live copy
+		s.rec = rec
 		s.settle()
 		return Saved, nil
 	}
@@ -456,14 +467,16 @@ func (s *Session) save(ctx context.Context, now time.Time) (CommitResult, error)
 		retries = DefaultMaxConflictRetries
 	}
 	for attempt := 0; ; attempt++ {
-		rec := &Record{ID: s.rec.ID, Data: maps.Clone(s.data), Expiry: s.expiry.Deadline(now, s.opts.SessionEndLifetime), Version: s.rec.Version}
+		rec := &Record{ID: s.rec.ID, Data: s.data, Expiry: s.expiry.Deadline(now, s.opts.SessionEndLifetime), Version: s.rec.Version}
 		err := s.store.Save(ctx, rec)
 		if err == nil {
 			s.settle()
 			if len(rec.Data) == 0 {
-				s.token, s.rec, s.destroyed = Token{}, nil, true
+				s.setToken(Token{})
+				s.rec, s.destroyed = nil, true
 				return s.unchanged(), nil
 			}
+			rec.Data = nil
 			s.rec = rec
 			return Saved, nil
 		}
@@ -485,7 +498,8 @@ func (s *Session) save(ctx context.Context, now time.Time) (CommitResult, error)
 			// Deleted or cycled by another request: do not resurrect it.
 			s.opts.logger().DebugContext(ctx, "sqlsessions: session was deleted concurrently; dropping this request's changes",
 				"id", s.rec.ID)
-			s.token, s.rec = Token{}, nil
+			s.setToken(Token{})
+	s.rec = nil
 			s.data = map[string][]byte{}
 			s.settle()
 			return Superseded, nil
@@ -494,13 +508,20 @@ func (s *Session) save(ctx context.Context, now time.Time) (CommitResult, error)
 	}
 }
 
-// replay rebuilds the data from a fresh record and this request's changes.
-func (s *Session) replay(fresh *Record) {
-	s.rec = fresh
-	s.data = maps.Clone(fresh.Data)
+// adopt makes a loaded record (which the caller owns, per the Store
+// contract) the base of this session: its data becomes the live copy.
+func (s *Session) adopt(rec *Record) {
+	s.data = rec.Data
 	if s.data == nil {
 		s.data = map[string][]byte{}
 	}
+	rec.Data = nil
+	s.rec = rec
+}
+
+// replay rebuilds the data from a fresh record and this request's changes.
+func (s *Session) replay(fresh *Record) {
+	s.adopt(fresh)
 	for k, v := range s.changes {
 		if v == nil {
 			delete(s.data, k)

@@ -363,3 +363,24 @@ func TestDeleteExpiredEveryKeepsGoingAfterFailure(t *testing.T) {
 		t.Fatalf("failure not logged: %q", logs.String())
 	}
 }
+
+func TestSessionSetExpiryAloneIsSaved(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{MemoryStore: core.NewMemoryStore()}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	opts := &core.Options{Now: func() time.Time { return clock }}
+	token := seeded(t, st, "k", "v")
+	st.reset()
+	sess := core.NewSession(st, token, opts)
+	sess.SetExpiry(core.OnInactivity(time.Hour))
+	if res, err := sess.Commit(ctx); res != core.Saved || err != nil {
+		t.Fatalf("Commit after SetExpiry alone = %v, %v", res, err)
+	}
+	if st.loads.Load() != 1 || st.saves.Load() != 1 {
+		t.Fatalf("%d loads, %d saves; want 1 and 1", st.loads.Load(), st.saves.Load())
+	}
+	rec, _ := st.Load(ctx, sess.ID(), clock)
+	if rec == nil || !rec.Expiry.Equal(clock.Add(time.Hour)) || len(rec.Data) != 1 {
+		t.Fatalf("record after SetExpiry = %+v", rec)
+	}
+}

@@ -18,6 +18,10 @@ var ErrConflict = errors.New("sqlsessions: session version conflict")
 // Store keeps session records. Implementations must be safe for concurrent
 // use. Every method honours its context.
 //
+// Ownership: a Record passed to Create or Save stays the caller's, and the
+// store must not keep its Data map after returning (copy what it keeps); a
+// Record returned by Load belongs to the caller, which may modify it.
+//
 // The conformance suite in package storetest pins this contract; every store
 // in this project runs it.
 type Store interface {

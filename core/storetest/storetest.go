@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) core.Store) {
 		{"UnicodeKeys", testUnicodeKeys},
 		{"EmptyData", testEmptyData},
 		{"CanceledContext", testCanceledContext},
+		{"Ownership", testOwnership},
 		{"SessionRoundTrip", testSessionRoundTrip},
 		{"SessionCollisionRetry", testSessionCollisionRetry},
 		{"SessionConcurrentKeys", testSessionConcurrentKeys},
@@ -352,6 +353,30 @@ func testCanceledContext(t *testing.T, s core.Store) {
 	if _, err := s.DeleteExpired(ctx, now(), 0); err == nil {
 		t.Error("DeleteExpired with a canceled context succeeded")
 	}
+}
+
+func testOwnership(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	want := rec.Clone()
+	mustCreate(t, s, rec)
+	rec.Data["k"] = enc(t, s, "changed after Create")
+	rec.Data["extra"] = enc(t, s, 1)
+	want.Version = 1
+	got := mustLoad(t, s, rec.ID, now())
+	sameRecord(t, got, want)
+
+	got.Data["k"] = enc(t, s, "changed after Load")
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), want)
+
+	upd := want.Clone()
+	upd.Data["k"] = enc(t, s, "saved")
+	if err := s.Save(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	saved := upd.Clone()
+	upd.Data["k"] = enc(t, s, "changed after Save")
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), saved)
 }
 
 type profile struct {
