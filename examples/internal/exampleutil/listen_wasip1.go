@@ -37,7 +37,22 @@ func listen(addr string) (net.Listener, error) {
 		f := os.NewFile(uintptr(fd), "listener")
 		ln, err := net.FileListener(f)
 		f.Close() // the listener keeps its own reference
-		return ln, err
+		if err != nil {
+			return nil, err
+		}
+		// WASI cannot tell a socket's address; the runtime was told it, and
+		// so should ADDR be, for the "listening on" line.
+		if a, err := net.ResolveTCPAddr("tcp", addr); err == nil && a.Port != 0 {
+			return addrListener{ln, a}, nil
+		}
+		return ln, nil
 	}
 	return nil, errors.New("no pre-opened listening socket: run the module with the runtime's listen option, e.g. `wazero run -listen " + addr + " ...`")
 }
+
+type addrListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l addrListener) Addr() net.Addr { return l.addr }

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -57,7 +55,7 @@ func Main(name string, run func(ctx context.Context) error) {
 }
 
 func runMain(name string, run func(ctx context.Context) error, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyShutdown(context.Background())
 	defer stop()
 	go func() {
 		<-ctx.Done()
