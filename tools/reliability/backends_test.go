@@ -118,8 +118,3 @@ func openFault(t testing.TB, name string, opts ...bunstore.Option) *faultBackend
 	}
 	return fb
 }
-
-// table returns the qualified table name of fb's store, for direct SQL.
-func (fb *faultBackend) table() bun.Ident {
-	return bun.Ident(fb.store.SchemaName() + "." + fb.store.TableName())
-}
