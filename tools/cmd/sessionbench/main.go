@@ -37,6 +37,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -55,6 +56,7 @@ type config struct {
 	concurrency int
 	rounds      int
 	json        bool
+	cpuProfile  string
 	db          dbConfig
 }
 
@@ -97,15 +99,33 @@ type Report struct {
 }
 
 func main() {
+	exit := 0
+	defer func() { os.Exit(exit) }() // runs last, after the profile is written
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return
 		}
 		fmt.Fprintln(os.Stderr, "sessionbench:", err)
-		os.Exit(2)
+		exit = 2
+		return
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sessionbench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "sessionbench:", err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	rep, err := run(ctx, cfg, os.Stderr)
 	if rep != nil {
@@ -119,7 +139,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sessionbench:", err)
-		os.Exit(1)
+		exit = 1
 	}
 }
 
@@ -157,6 +177,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.db.pool, "pool", 32, "PostgreSQL and MySQL pool size (MaxOpenConns = MaxIdleConns), shared by the three servers")
 	fs.IntVar(&cfg.db.sqlitePool, "sqlite-pool", 4, "SQLite pool size (MaxOpenConns = MaxIdleConns)")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file; each server's handlers carry the pprof label server=<name> (go tool pprof -tagfocus server=sqlsessions)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -210,7 +231,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 }
 
 func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ []WorkloadResult, err error) {
-	b, err := openBackend(ctx, name, cfg.db)
+	b, err := openBackend(ctx, name, cfg.db, cfg.cpuProfile != "")
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -179,7 +180,7 @@ func setPool(db *sql.DB, n int) {
 // openBackend creates a fresh schema (database, file) for name, and the
 // three servers on one pool: sqlsessions (httpadapter + bunstore), scs with
 // its store for that database, and the floor. close drops everything.
-func openBackend(ctx context.Context, name string, cfg dbConfig) (_ *backend, err error) {
+func openBackend(ctx context.Context, name string, cfg dbConfig, label bool) (_ *backend, err error) {
 	b := &backend{name: name, servers: map[string]*server{}}
 	defer func() {
 		if err != nil {
@@ -358,7 +359,11 @@ func openBackend(ctx context.Context, name string, cfg dbConfig) (_ *backend, er
 		{serverSCS, scsHandler(sm)},
 		{serverFloor, fl},
 	} {
-		srv, err := listen(s.name, s.h)
+		h := s.h
+		if label {
+			h = labelled(s.name, h)
+		}
+		srv, err := listen(s.name, h)
 		if err != nil {
 			return nil, err
 		}
@@ -370,6 +375,14 @@ func openBackend(ctx context.Context, name string, cfg dbConfig) (_ *backend, er
 		})
 	}
 	return b, nil
+}
+
+// labelled runs h under the pprof label server=name.
+func labelled(name string, h http.Handler) http.Handler {
+	labels := pprof.Labels("server", name)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pprof.Do(r.Context(), labels, func(ctx context.Context) { h.ServeHTTP(w, r.WithContext(ctx)) })
+	})
 }
 
 // listen serves h on a fresh loopback port.
