@@ -1,3 +1,5 @@
+//go:build unix
+
 package bunstore_test
 
 import (
@@ -6,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,8 +58,12 @@ func TestFloorRatio(t *testing.T) {
 			sqlite := db.Dialect().Name() == dialect.SQLite
 
 			// run calls op from workers goroutines for one round and
-			// returns operations per second.
+			// returns operations per second; it adds the process CPU time
+			// used (driver included) and the operations to *cpu and *cnt.
+			var cpu time.Duration
+			var cnt int64
 			run := func(newWorker func() func() error) float64 {
+				cpu0 := cpuTime()
 				var ops atomic.Int64
 				var wg sync.WaitGroup
 				deadline := time.Now().Add(round)
@@ -73,6 +80,8 @@ func TestFloorRatio(t *testing.T) {
 					})
 				}
 				wg.Wait()
+				cpu += cpuTime() - cpu0
+				cnt += ops.Load()
 				return float64(ops.Load()) / round.Seconds()
 			}
 			var n atomic.Int64
@@ -146,12 +155,21 @@ func TestFloorRatio(t *testing.T) {
 				run(p.store) // warm up both
 				run(p.raw)
 				var ratios, sOps, rOps []float64
+				var sCPU, rCPU time.Duration
+				var sCnt, rCnt int64
 				for i := range rounds {
 					var so, ro float64
-					if i%2 == 0 {
-						so, ro = run(p.store), run(p.raw)
-					} else {
-						ro, so = run(p.raw), run(p.store)
+					for k := range 2 {
+						cpu, cnt = 0, 0
+						if (i+k)%2 == 0 {
+							so = run(p.store)
+							sCPU += cpu
+							sCnt += cnt
+						} else {
+							ro = run(p.raw)
+							rCPU += cpu
+							rCnt += cnt
+						}
 					}
 					ratios = append(ratios, so/ro)
 					sOps = append(sOps, so)
@@ -160,9 +178,19 @@ func TestFloorRatio(t *testing.T) {
 				slices.Sort(ratios)
 				slices.Sort(sOps)
 				slices.Sort(rOps)
-				t.Logf("%-6s store %8.0f ops/s, raw %8.0f ops/s (medians), median ratio store/raw %.3f (range %.3f-%.3f)",
-					p.name, sOps[rounds/2], rOps[rounds/2], ratios[rounds/2], ratios[0], ratios[rounds-1])
+				t.Logf("%-6s store %8.0f ops/s, raw %8.0f ops/s (medians), median ratio store/raw %.3f (range %.3f-%.3f); client CPU per op: store %v, raw %v",
+					p.name, sOps[rounds/2], rOps[rounds/2], ratios[rounds/2], ratios[0], ratios[rounds-1],
+					(sCPU / time.Duration(max(sCnt, 1))).Round(100*time.Nanosecond), (rCPU / time.Duration(max(rCnt, 1))).Round(100*time.Nanosecond))
 			}
 		})
 	}
+}
+
+// cpuTime is the CPU time (user + system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
