@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
@@ -89,8 +90,10 @@ func WithDBOptions(opts ...bun.DBOption) Option {
 // documentation for the accepted forms and the defaults) and returns it as a
 // *bun.DB using the SQLite dialect.
 //
-// Open checks the database by connecting once, so a bad path or a file that
-// is not a database is reported here rather than at the first query. Close
+// A relative path is made absolute once, here, so every pooled connection
+// opens the same file even if the working directory changes later. Open
+// checks the database by connecting once, so a bad path or a file that is
+// not a database is reported here rather than at the first query. Close
 // the returned DB when done; for an in-memory database that also frees its
 // memory.
 func Open(dsn string, opts ...Option) (*bun.DB, error) {
@@ -110,6 +113,16 @@ func open(dsn string, opts ...Option) (*bun.DB, string, error) {
 	target, err := parseDSN(dsn)
 	if err != nil {
 		return nil, "", err
+	}
+
+	if !target.memory && !target.raw && !filepath.IsAbs(target.path) {
+		// Every new pooled connection opens the file again: pin it now, so
+		// a later os.Chdir cannot send connections to another file.
+		abs, err := filepath.Abs(target.path)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlitewasm: open %q: %w", dsn, err)
+		}
+		target.path = abs
 	}
 
 	var memName string

@@ -87,7 +87,20 @@ func TestFileDefaults(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"abs.db", "rel.db", "short.db", "plain.db", "uri.db"} {
+	// A relative path is pinned at Open: connections opened after a chdir
+	// still reach the same file.
+	db := mustOpen(t, "sqlite://pinned.db")
+	if _, err := db.ExecContext(context.Background(), `CREATE TABLE pinned (v INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	for i, c := range conns(t, db, sqlitewasm.DefaultMaxOpenConns) {
+		var n int
+		if err := c.QueryRowContext(context.Background(), `SELECT count(*) FROM pinned`).Scan(&n); err != nil {
+			t.Errorf("conn %d after chdir: %v", i, err)
+		}
+	}
+	for _, name := range []string{"abs.db", "rel.db", "short.db", "plain.db", "uri.db", "pinned.db"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("database file %s was not created where expected: %v", name, err)
 		}
