@@ -237,3 +237,29 @@ func warm(t testing.TB, fb *faultBackend) {
 		c.Close()
 	}
 }
+
+// TestStoreLatency: with 50 ms added each way, a Load takes at least 100 ms
+// and still succeeds; a deadline shorter than the round trip is honoured.
+func TestStoreLatency(t *testing.T) {
+	fb := openFault(t, "postgres")
+	recs := seed(t, fb.store, 1)
+	warm(t, fb)
+	fb.proxy.SetLatency(50 * time.Millisecond)
+	defer fb.proxy.SetLatency(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if rec, err := fb.store.Load(ctx, recs[0].ID, time.Now()); err != nil || rec == nil {
+		t.Fatalf("Load with latency: %v, %v", rec, err)
+	}
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("Load with 50 ms latency each way took %v", took)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel2()
+	if _, err := fb.store.Load(short, recs[0].ID, time.Now()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Load with a deadline shorter than the round trip: %v", err)
+	}
+	fb.proxy.SetLatency(0)
+	checkSeeded(t, fb.store, recs)
+}
