@@ -23,7 +23,9 @@ import (
 //
 // and compare store/raw per operation and dialect. They run 4 goroutines
 // per GOMAXPROCS (-cpu changes it) on pools of bunstoretest.PoolSize
-// connections (4 on SQLite).
+// connections (4 on SQLite). On a busy machine consecutive benchmarks see
+// different loads; TestFloorRatio (SQLSESSIONS_BENCH_RATIO=1) alternates
+// store and floor in short rounds and reports median ratios instead.
 
 // rawStatements is the floor: hand-written SQL for one table.
 type rawStatements struct {

@@ -135,7 +135,8 @@ func (s *Store) SchemaName() string { return s.schema }
 func (s *Store) TableName() string { return s.table }
 
 // Close releases the store's prepared statements. It does not close the
-// database. Every method fails with ErrClosed afterwards.
+// database. Migrate, Create, Save, Load, Delete and DeleteExpired fail with
+// ErrClosed afterwards; Close again is a no-op.
 func (s *Store) Close() error {
 	s.closed.Store(true)
 	var errs []error
