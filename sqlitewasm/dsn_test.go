@@ -132,6 +132,12 @@ func TestURI(t *testing.T) {
 			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {"adiantum"}},
 		},
 		{
+			name: "sub-millisecond busy timeout", dsn: "sqlite::memory:", cfg: cfg(WithBusyTimeout(time.Microsecond)), locks: true, shm: true,
+			wantPath:    "/mem",
+			wantPragmas: []string{"busy_timeout(1)"},
+			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {"memdb"}},
+		},
+		{
 			name: "no file locking", dsn: "sqlite://s.db", cfg: cfg(), locks: false, shm: false,
 			wantPath:    "s.db",
 			wantPragmas: []string{"busy_timeout(10000)", "synchronous(normal)"},

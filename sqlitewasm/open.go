@@ -57,12 +57,13 @@ func WithMaxOpenConns(n int) Option {
 
 // WithBusyTimeout sets how long a connection waits for another connection's
 // lock before giving up with "database is locked" (default
-// DefaultBusyTimeout). d is rounded down to milliseconds; d <= 0 means the
-// default, because a zero timeout makes concurrent writers fail at once.
+// DefaultBusyTimeout). d is rounded down to whole milliseconds (at least
+// one); d <= 0 means the default, because a zero timeout makes concurrent
+// writers fail at once.
 func WithBusyTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
-			c.busyTimeout = d
+			c.busyTimeout = max(d, time.Millisecond)
 		}
 	}
 }
@@ -70,8 +71,8 @@ func WithBusyTimeout(d time.Duration) Option {
 // WithPragma adds a PRAGMA run on every new connection, in the driver's
 // "_pragma" form without the PRAGMA keyword, for example
 // WithPragma("cache_size(-32000)"). Pragmas given here and in the DSN run
-// after busy_timeout; a journal_mode or synchronous pragma given here
-// replaces the WAL / NORMAL default.
+// after busy_timeout; a journal_mode or synchronous pragma given here or in
+// the DSN replaces the WAL / NORMAL default.
 func WithPragma(pragma string) Option {
 	return func(c *config) {
 		c.pragmas = append(c.pragmas, pragma)
