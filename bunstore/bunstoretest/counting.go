@@ -110,7 +110,8 @@ func (k *countConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 	if b, ok := k.Conn.(driver.ConnBeginTx); ok {
 		return b.BeginTx(ctx, opts)
 	}
-	return k.Conn.Begin() //nolint:staticcheck // fallback for old drivers
+	//lint:ignore SA1019 fallback for drivers without BeginTx
+	return k.Conn.Begin()
 }
 
 func (k *countConn) ResetSession(ctx context.Context) error {
@@ -144,7 +145,8 @@ func (s *countStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
 		return e.ExecContext(ctx, args)
 	}
-	return s.Stmt.Exec(values(args)) //nolint:staticcheck // fallback for old drivers
+	//lint:ignore SA1019 fallback for drivers without ExecContext
+	return s.Stmt.Exec(values(args))
 }
 
 func (s *countStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -152,7 +154,8 @@ func (s *countStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
 		return q.QueryContext(ctx, args)
 	}
-	return s.Stmt.Query(values(args)) //nolint:staticcheck // fallback for old drivers
+	//lint:ignore SA1019 fallback for drivers without QueryContext
+	return s.Stmt.Query(values(args))
 }
 
 func (s *countStmt) CheckNamedValue(nv *driver.NamedValue) error {

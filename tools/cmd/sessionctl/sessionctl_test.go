@@ -150,6 +150,9 @@ func TestPurge(t *testing.T) {
 		old := newSession(t, s, core.AtDateTime(time.Now().Add(-time.Hour)), map[string]any{"x": 1})
 		_ = old // AtDateTime in the past: the session saved already expired
 		expired = append(expired, old)
+		if len(expired) != 8 {
+			t.Fatalf("set up %d expired sessions, want 8", len(expired))
+		}
 
 		// Batches of 3: 8 expired rows take 3 statements.
 		r := runCLI(t, nil, append([]string{"purge", "--batch", "3"}, b.args...)...)
