@@ -57,6 +57,7 @@ type config struct {
 	rounds      int
 	json        bool
 	cpuProfile  string
+	countStmts  bool
 	db          dbConfig
 }
 
@@ -76,6 +77,9 @@ type ServerResult struct {
 	// overwrote each other's increment.
 	CountBefore int `json:"count_before,omitempty"`
 	CountAfter  int `json:"count_after,omitempty"`
+	// StatementsPerRequest is the store statements per measured request
+	// (sqlsessions, with --count-statements).
+	StatementsPerRequest float64 `json:"statements_per_request,omitempty"`
 }
 
 // WorkloadResult is one workload on one backend.
@@ -177,6 +181,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.db.pool, "pool", 32, "PostgreSQL and MySQL pool size (MaxOpenConns = MaxIdleConns), shared by the three servers")
 	fs.IntVar(&cfg.db.sqlitePool, "sqlite-pool", 4, "SQLite pool size (MaxOpenConns = MaxIdleConns)")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
+	fs.BoolVar(&cfg.countStmts, "count-statements", false, "count sqlsessions' store statements (a query hook, which costs a little) and report them per request: above 2 per counter request means saves met concurrent writes and reloaded")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file; each server's handlers carry the pprof label server=<name> (go tool pprof -tagfocus server=sqlsessions)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -231,7 +236,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 }
 
 func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ []WorkloadResult, err error) {
-	b, err := openBackend(ctx, name, cfg.db, cfg.cpuProfile != "")
+	b, err := openBackend(ctx, name, cfg.db, cfg.cpuProfile != "", cfg.countStmts)
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +271,10 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 				}
 			}
 		}
+		var stmts0 int64
+		if b.statements != nil {
+			stmts0 = b.statements.n.Load()
+		}
 		for round := range cfg.rounds {
 			for _, s := range serverNames {
 				smp := drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.duration)
@@ -287,6 +296,9 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 				ReqPerSec: float64(t.requests-t.errors) / t.elapsed.Seconds(),
 				P50Ms:     ms(percentile(t.latencies, 0.50)),
 				P99Ms:     ms(percentile(t.latencies, 0.99)),
+			}
+			if s == serverOurs && b.statements != nil {
+				r.StatementsPerRequest = float64(b.statements.n.Load()-stmts0) / float64(t.requests)
 			}
 			if wl == workloadCounter {
 				r.CountBefore = before[s]
@@ -318,6 +330,16 @@ func printReport(w io.Writer, rep *Report) {
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "sqlsessions/scs %.2fx   sqlsessions/floor %.2fx\n", r.OursPerSCS, r.OursPerFlor)
+		for _, s := range r.Servers {
+			if s.StatementsPerRequest > 0 {
+				fmt.Fprintf(w, "%s: %.3f store statements per request\n", s.Server, s.StatementsPerRequest)
+			}
+			if s.CountAfter > 0 {
+				fmt.Fprintf(w, "%s: counters +%d for %d increments (%.1f%% lost to concurrent requests on one session)\n",
+					s.Server, s.CountAfter-s.CountBefore, s.Requests-s.Errors,
+					100*(1-float64(s.CountAfter-s.CountBefore)/float64(s.Requests-s.Errors)))
+			}
+		}
 		for _, s := range r.Servers {
 			if s.FirstErr != "" {
 				fmt.Fprintf(w, "%s first error: %s\n", s.Server, s.FirstErr)

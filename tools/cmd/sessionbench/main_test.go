@@ -25,7 +25,7 @@ func TestRun(t *testing.T) {
 			}
 			cfg, err := parseFlags([]string{
 				"--backends", name, "--duration", "200ms", "--warmup", "50ms", "--rounds", "1",
-				"--sessions", "20", "--concurrency", "4", "--pool", "4",
+				"--sessions", "20", "--concurrency", "4", "--pool", "4", "--count-statements",
 			}, io.Discard)
 			if err != nil {
 				t.Fatal(err)
@@ -56,6 +56,13 @@ func TestRun(t *testing.T) {
 							t.Errorf("%s: counters %d -> %d after %d increments", s.Server, s.CountBefore, s.CountAfter, ok)
 						}
 					}
+				}
+				// sqlsessions' statements per request: a read costs one
+				// load, a new session one insert, an increment a load and a
+				// save (more when a save meets a concurrent write).
+				st := r.Servers[0].StatementsPerRequest
+				if (r.Workload == workloadCounter && st < 2) || (r.Workload != workloadCounter && st != 1) {
+					t.Errorf("%s: sqlsessions ran %.3f statements per request", r.Workload, st)
 				}
 				if r.OursPerSCS <= 0 || r.OursPerFlor <= 0 {
 					t.Errorf("%s: ratios %v %v", r.Workload, r.OursPerSCS, r.OursPerFlor)

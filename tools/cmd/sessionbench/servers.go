@@ -14,6 +14,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/alexedwards/scs/mysqlstore"
@@ -52,7 +53,20 @@ type backend struct {
 	name    string
 	servers map[string]*server
 	closers []func() error // run in reverse order by close
+	// statements counts the statements sqlsessions' store ran, when
+	// counting was asked for (nil otherwise).
+	statements *statementCounter
 }
+
+// statementCounter is a bun.QueryHook that counts the store's statements.
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) AfterQuery(context.Context, *bun.QueryEvent) {}
 
 func (b *backend) close() error {
 	var errs []error
@@ -180,7 +194,7 @@ func setPool(db *sql.DB, n int) {
 // openBackend creates a fresh schema (database, file) for name, and the
 // three servers on one pool: sqlsessions (httpadapter + bunstore), scs with
 // its store for that database, and the floor. close drops everything.
-func openBackend(ctx context.Context, name string, cfg dbConfig, label bool) (_ *backend, err error) {
+func openBackend(ctx context.Context, name string, cfg dbConfig, label, countStatements bool) (_ *backend, err error) {
 	b := &backend{name: name, servers: map[string]*server{}}
 	defer func() {
 		if err != nil {
@@ -318,6 +332,10 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label bool) (_ 
 	sqldb := bdb.DB
 
 	// sqlsessions
+	if countStatements {
+		b.statements = &statementCounter{}
+		oursOpts = append(oursOpts, bunstore.WithQueryHook(b.statements))
+	}
 	store, err := bunstore.New(bdb, oursOpts...)
 	if err != nil {
 		return nil, err
