@@ -111,15 +111,25 @@ func Start(t testing.TB, bin string, env ...string) *Proc {
 	if !hasAddr {
 		env = append(env, "ADDR=127.0.0.1:0")
 	}
-	p := &Proc{cmd: exec.Command(bin), done: make(chan struct{})}
-	p.cmd.Env = childEnv(env)
+	cmd := exec.Command(bin)
+	cmd.Env = childEnv(env)
+	return StartCmd(t, cmd, StartupTimeout)
+}
+
+// StartCmd starts cmd (its environment as set) and waits up to timeout
+// until it prints "listening on http://HOST:PORT". The process is killed at
+// cleanup if the test has not stopped it.
+func StartCmd(t testing.TB, cmd *exec.Cmd, timeout time.Duration) *Proc {
+	t.Helper()
+	name := filepath.Base(cmd.Path)
+	p := &Proc{cmd: cmd, done: make(chan struct{})}
 	p.cmd.Stderr = &p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
+		t.Fatalf("starting %s: %v", name, err)
 	}
 	listening := make(chan string, 1)
 	go func() {
@@ -138,25 +148,31 @@ func Start(t testing.TB, bin string, env ...string) *Proc {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	t.Cleanup(p.kill)
 
 	select {
 	case p.URL = <-listening:
 		return p
 	case <-p.done:
-		t.Fatalf("%s exited before listening (%v)\nstdout: %s\nstderr: %s", filepath.Base(bin), p.err, p.stdout.String(), p.stderr.String())
-	case <-time.After(StartupTimeout):
-		t.Fatalf("%s did not print \"listening on\" within %s\nstdout: %s\nstderr: %s", filepath.Base(bin), StartupTimeout, p.stdout.String(), p.stderr.String())
+		t.Fatalf("%s exited before listening (%v)\nstdout: %s\nstderr: %s", name, p.err, p.stdout.String(), p.stderr.String())
+	case <-time.After(timeout):
+		t.Fatalf("%s did not print \"listening on\" within %s\nstdout: %s\nstderr: %s", name, timeout, p.stdout.String(), p.stderr.String())
 	}
 	return nil
 }
+
+func (p *Proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Kill stops the process at once, as a crash or an OOM kill would: no
+// graceful shutdown.
+func (p *Proc) Kill() { p.kill() }
 
 // Stderr returns what the process wrote to stderr so far.
 func (p *Proc) Stderr() string { return p.stderr.String() }
