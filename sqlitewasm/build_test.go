@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -12,6 +13,9 @@ import (
 // sqlitewasm, upserts and reads back) into dir and returns the binary path.
 func goBuild(t *testing.T, dir string, env []string, tags string) string {
 	t.Helper()
+	if runtime.GOOS == "wasip1" || runtime.GOOS == "js" {
+		t.Skipf("cannot run the go command on %s", runtime.GOOS)
+	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("go command not found: %v", err)
@@ -60,6 +64,9 @@ func TestBuildWithoutCgo(t *testing.T) {
 func TestCrossBuilds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles SQLite several times; skipped with -short")
+	}
+	if runtime.GOOS == "wasip1" || runtime.GOOS == "js" {
+		t.Skipf("cannot run the go command on %s", runtime.GOOS)
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {

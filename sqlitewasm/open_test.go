@@ -12,10 +12,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ncruces/go-sqlite3/vfs"
 	"github.com/uptrace/bun"
 
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 )
+
+// fileConns and fileJournal are what Open gives a file database on this
+// build: builds without file locking (wasip1 and js without the
+// sqlite3_dotlk tag) get one connection and the rollback journal.
+var (
+	fileConns   = sqlitewasm.DefaultMaxOpenConns
+	fileJournal = "wal"
+)
+
+func init() {
+	if !vfs.SupportsFileLocking {
+		fileConns, fileJournal = 1, "delete"
+	}
+}
 
 func mustOpen(t *testing.T, dsn string, opts ...sqlitewasm.Option) *bun.DB {
 	t.Helper()
@@ -71,9 +86,9 @@ func TestFileDefaults(t *testing.T) {
 		t.Run(dsn, func(t *testing.T) {
 			db := mustOpen(t, dsn)
 			// Every pooled connection, not just the first, has the defaults.
-			for i, c := range conns(t, db, sqlitewasm.DefaultMaxOpenConns) {
-				if got := pragma(t, c, "journal_mode"); got != "wal" {
-					t.Errorf("conn %d: journal_mode = %q, want wal", i, got)
+			for i, c := range conns(t, db, fileConns) {
+				if got := pragma(t, c, "journal_mode"); got != fileJournal {
+					t.Errorf("conn %d: journal_mode = %q, want %s", i, got, fileJournal)
 				}
 				if got := pragma(t, c, "synchronous"); got != "1" {
 					t.Errorf("conn %d: synchronous = %q, want 1 (NORMAL)", i, got)
@@ -82,8 +97,8 @@ func TestFileDefaults(t *testing.T) {
 					t.Errorf("conn %d: busy_timeout = %q, want 10000", i, got)
 				}
 			}
-			if got := db.DB.Stats().MaxOpenConnections; got != sqlitewasm.DefaultMaxOpenConns {
-				t.Errorf("MaxOpenConnections = %d, want %d", got, sqlitewasm.DefaultMaxOpenConns)
+			if got := db.DB.Stats().MaxOpenConnections; got != fileConns {
+				t.Errorf("MaxOpenConnections = %d, want %d", got, fileConns)
 			}
 		})
 	}
@@ -94,7 +109,7 @@ func TestFileDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
-	for i, c := range conns(t, db, sqlitewasm.DefaultMaxOpenConns) {
+	for i, c := range conns(t, db, fileConns) {
 		var n int
 		if err := c.QueryRowContext(context.Background(), `SELECT count(*) FROM pinned`).Scan(&n); err != nil {
 			t.Errorf("conn %d after chdir: %v", i, err)
@@ -112,7 +127,7 @@ func TestFileDefaults(t *testing.T) {
 func TestIdleConnsKept(t *testing.T) {
 	for _, n := range []int{sqlitewasm.DefaultMaxOpenConns, 7} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			db := mustOpen(t, "sqlite://"+filepath.ToSlash(filepath.Join(t.TempDir(), "idle.db")), sqlitewasm.WithMaxOpenConns(n))
+			db := mustOpen(t, "sqlite::memory:", sqlitewasm.WithMaxOpenConns(n))
 			cs := conns(t, db, n)
 			for _, c := range cs {
 				c.Close()
@@ -135,15 +150,15 @@ func TestBusyTimeoutAlwaysSet(t *testing.T) {
 		timeout string
 		journal string
 	}{
-		{dsn: "file:" + filepath.ToSlash(filepath.Join(dir, "a.db")) + "?_pragma=cache_size(-1000)", timeout: "10000", journal: "wal"},
-		{dsn: "sqlite://" + filepath.ToSlash(filepath.Join(dir, "b.db")), opts: []sqlitewasm.Option{sqlitewasm.WithBusyTimeout(2500 * time.Millisecond)}, timeout: "2500", journal: "wal"},
+		{dsn: "file:" + filepath.ToSlash(filepath.Join(dir, "a.db")) + "?_pragma=cache_size(-1000)", timeout: "10000", journal: fileJournal},
+		{dsn: "sqlite://" + filepath.ToSlash(filepath.Join(dir, "b.db")), opts: []sqlitewasm.Option{sqlitewasm.WithBusyTimeout(2500 * time.Millisecond)}, timeout: "2500", journal: fileJournal},
 		{dsn: "sqlite://" + filepath.ToSlash(filepath.Join(dir, "c.db")), opts: []sqlitewasm.Option{sqlitewasm.WithPragma("journal_mode(delete)"), sqlitewasm.WithBusyTimeout(0)}, timeout: "10000", journal: "delete"},
 		{dsn: "sqlite::memory:", opts: []sqlitewasm.Option{sqlitewasm.WithPragma("cache_size(-1000)")}, timeout: "10000", journal: "memory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dsn, func(t *testing.T) {
 			db := mustOpen(t, tt.dsn, tt.opts...)
-			for i, c := range conns(t, db, 2) {
+			for i, c := range conns(t, db, min(2, db.DB.Stats().MaxOpenConnections)) {
 				if got := pragma(t, c, "busy_timeout"); got != tt.timeout {
 					t.Errorf("conn %d: busy_timeout = %q, want %q", i, got, tt.timeout)
 				}
