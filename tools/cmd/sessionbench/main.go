@@ -182,7 +182,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.db.sqlitePool, "sqlite-pool", 4, "SQLite pool size (MaxOpenConns = MaxIdleConns)")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&cfg.countStmts, "count-statements", false, "count sqlsessions' store statements (a query hook, which costs a little) and report them per request: above 2 per counter request means saves met concurrent writes and reloaded")
-	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file; each server's handlers carry the pprof label server=<name> (go tool pprof -tagfocus server=sqlsessions)")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file; each server's goroutines carry the pprof label server=<name> and the load generator's client=<name> (go tool pprof -tags; -tagfocus server=sqlsessions)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -277,7 +277,15 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 		}
 		for round := range cfg.rounds {
 			for _, s := range serverNames {
-				smp := drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.duration)
+				var smp sample
+				measure := func(ctx context.Context) {
+					smp = drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.duration)
+				}
+				if cfg.cpuProfile != "" {
+					pprof.Do(ctx, pprof.Labels("client", s), measure)
+				} else {
+					measure(ctx)
+				}
 				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors\n", name, wl, round+1, s,
 					float64(smp.requests-smp.errors)/smp.elapsed.Seconds(), smp.errors)
 				totals[s].add(smp)

@@ -377,11 +377,7 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label, countSta
 		{serverSCS, scsHandler(sm)},
 		{serverFloor, fl},
 	} {
-		h := s.h
-		if label {
-			h = labelled(s.name, h)
-		}
-		srv, err := listen(s.name, h)
+		srv, err := listen(s.name, s.h, label)
 		if err != nil {
 			return nil, err
 		}
@@ -395,22 +391,21 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label, countSta
 	return b, nil
 }
 
-// labelled runs h under the pprof label server=name.
-func labelled(name string, h http.Handler) http.Handler {
-	labels := pprof.Labels("server", name)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pprof.Do(r.Context(), labels, func(ctx context.Context) { h.ServeHTTP(w, r.WithContext(ctx)) })
-	})
-}
-
-// listen serves h on a fresh loopback port.
-func listen(name string, h http.Handler) (*server, error) {
+// listen serves h on a fresh loopback port. With label, the server's
+// goroutines (accepting, reading and writing HTTP, the handlers) carry the
+// pprof label server=name.
+func listen(name string, h http.Handler, label bool) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	serve := func(context.Context) { _ = srv.Serve(ln) }
+	if label {
+		go pprof.Do(context.Background(), pprof.Labels("server", name), serve)
+	} else {
+		go serve(nil)
+	}
 	return &server{name: name, url: "http://" + ln.Addr().String(), srv: srv}, nil
 }
 
