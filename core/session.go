@@ -193,6 +193,11 @@ func (s *Session) record(key string, v []byte) {
 func (s *Session) Get(ctx context.Context, key string, dst any) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.get(ctx, key, dst)
+}
+
+// get is Get with s.mu held.
+func (s *Session) get(ctx context.Context, key string, dst any) (bool, error) {
 	if err := s.load(ctx); err != nil {
 		return false, err
 	}
@@ -213,7 +218,7 @@ func Get[T any](ctx context.Context, s *Session, key string) (T, bool, error) {
 	return v, ok, err
 }
 
-// Insert sets key to value. The value is encoded at once, so an value the
+// Insert sets key to value. The value is encoded at once, so a value the
 // codec cannot encode is an error here and changes nothing. Setting a key to
 // the value it already has does not modify the session.
 func (s *Session) Insert(ctx context.Context, key string, value any) error {
@@ -254,19 +259,12 @@ func (s *Session) Remove(ctx context.Context, key string) (bool, error) {
 func (s *Session) Pop(ctx context.Context, key string, dst any) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.load(ctx); err != nil {
-		return false, err
+	ok, err := s.get(ctx, key, dst)
+	if ok && err == nil {
+		delete(s.data, key)
+		s.record(key, nil)
 	}
-	v, ok := s.data[key]
-	if !ok {
-		return false, nil
-	}
-	if err := s.codec.Unmarshal(v, dst); err != nil {
-		return true, fmt.Errorf("sqlsessions: decoding session key %q: %w", key, err)
-	}
-	delete(s.data, key)
-	s.record(key, nil)
-	return true, nil
+	return ok, err
 }
 
 // Clear removes every key. The session keeps its id; if nothing is inserted
