@@ -497,7 +497,7 @@ func (s *Session) save(ctx context.Context, now time.Time) (CommitResult, error)
 			s.opts.logger().DebugContext(ctx, "sqlsessions: session was deleted concurrently; dropping this request's changes",
 				"id", s.rec.ID)
 			s.setToken(Token{})
-	s.rec = nil
+			s.rec = nil
 			s.data = map[string][]byte{}
 			s.settle()
 			return Superseded, nil

@@ -312,7 +312,9 @@ func TestDeleteExpiredEvery(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
-	go func() { done <- core.DeleteExpiredEvery(runCtx, st, 20*time.Millisecond, core.CleanupOptions{Batch: 10}) }()
+	go func() {
+		done <- core.DeleteExpiredEvery(runCtx, st, 20*time.Millisecond, core.CleanupOptions{Batch: 10})
+	}()
 	if n := st.Len(); n != 26 {
 		t.Fatalf("records deleted before the first period: %d left", n)
 	}
