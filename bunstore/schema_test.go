@@ -1,0 +1,140 @@
+package bunstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/uptrace/bun"
+)
+
+// TestSchemaTypes pins the per-dialect column types of DESIGN.md's table,
+// and the index on expiry_date, as the servers report them.
+func TestSchemaTypes(t *testing.T) {
+	ctx := context.Background()
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		db := bunstoretest.OpenPostgres(t)
+		s := bunstoretest.NewStore(t, db)
+		got := map[string]string{}
+		rows, err := db.QueryContext(ctx, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c, ty string
+			if err := rows.Scan(&c, &ty); err != nil {
+				t.Fatal(err)
+			}
+			got[c] = ty
+		}
+		want := map[string]string{"id": "text", "data": "bytea", "expiry_date": "timestamp with time zone", "version": "bigint"}
+		checkTypes(t, got, want)
+		var idx string
+		if err := db.QueryRowContext(ctx, "SELECT indexdef FROM pg_indexes WHERE schemaname = ? AND tablename = ? AND indexdef LIKE '%(expiry_date)%'", s.SchemaName(), s.TableName()).Scan(&idx); err != nil {
+			t.Fatalf("no index on expiry_date: %v", err)
+		}
+	})
+	t.Run("mysql", func(t *testing.T) {
+		t.Parallel()
+		db := bunstoretest.OpenMySQL(t)
+		s := bunstoretest.NewStore(t, db)
+		got := map[string]string{}
+		rows, err := db.QueryContext(ctx, "SELECT column_name, CONCAT(column_type, ' ', COALESCE(collation_name, '')) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c, ty string
+			if err := rows.Scan(&c, &ty); err != nil {
+				t.Fatal(err)
+			}
+			got[strings.ToLower(c)] = strings.TrimSpace(strings.ToLower(ty))
+		}
+		want := map[string]string{"id": "varchar(128) ascii_bin", "data": "longblob", "expiry_date": "datetime(6)", "version": "bigint(20)"}
+		if strings.HasPrefix(got["version"], "bigint") {
+			want["version"] = got["version"] // MySQL 8 drops the display width
+		}
+		checkTypes(t, got, want)
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = ? AND table_name = ? AND column_name = 'expiry_date' AND seq_in_index = 1", s.SchemaName(), s.TableName()).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("index on expiry_date: %d, %v", n, err)
+		}
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		db := bunstoretest.OpenSQLite(t)
+		s := bunstoretest.NewStore(t, db)
+		got := map[string]string{}
+		rows, err := db.QueryContext(ctx, "SELECT name, type FROM pragma_table_info(?)", s.TableName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c, ty string
+			if err := rows.Scan(&c, &ty); err != nil {
+				t.Fatal(err)
+			}
+			got[c] = strings.ToLower(ty)
+		}
+		checkTypes(t, got, map[string]string{"id": "text", "data": "blob", "expiry_date": "integer", "version": "integer"})
+		// Stored as an integer (numeric comparisons), in microseconds.
+		exp := time.Date(2040, 1, 2, 3, 4, 5, 678901000, time.UTC)
+		rec := newRecord(t, s, exp, "k", "v")
+		if err := s.Create(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		var typ string
+		var v int64
+		if err := db.QueryRowContext(ctx, "SELECT typeof(expiry_date), expiry_date FROM ? WHERE id = ?", bun.Ident(s.TableName()), string(rec.ID)).Scan(&typ, &v); err != nil {
+			t.Fatal(err)
+		}
+		if typ != "integer" || v != exp.UnixMicro() {
+			t.Fatalf("expiry stored as %s %d, want integer %d", typ, v, exp.UnixMicro())
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM pragma_index_list(?) AS l, pragma_index_info(l.name) AS i WHERE i.name = 'expiry_date'", s.TableName()).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("index on expiry_date: %d, %v", n, err)
+		}
+	})
+}
+
+func checkTypes(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("columns %v, want %v", got, want)
+	}
+	for c, w := range want {
+		if got[c] != w {
+			t.Errorf("column %s: %q, want %q", c, got[c], w)
+		}
+	}
+}
+
+// errHook records the errors a bun query hook sees.
+type errHook struct{ errs []error }
+
+func (h *errHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (h *errHook) AfterQuery(_ context.Context, ev *bun.QueryEvent)                   { h.errs = append(h.errs, ev.Err) }
+
+// TestQueryHookSeesErrors: a WithQueryHook hook gets the statement's error.
+func TestQueryHookSeesErrors(t *testing.T) {
+	db := bunstoretest.OpenSQLite(t)
+	h := &errHook{}
+	s, err := bunstore.New(db, bunstore.WithQueryHook(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, loadErr := s.Load(context.Background(), newID(t), time.Now()) // no table yet
+	if loadErr == nil || len(h.errs) != 1 || h.errs[0] == nil || !errors.Is(loadErr, h.errs[0]) {
+		t.Fatalf("Load error %v; hook saw %v", loadErr, h.errs)
+	}
+}
