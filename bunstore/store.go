@@ -216,29 +216,37 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 // missing or expired at now. A row whose data cannot be decoded is an error
 // wrapping core.ErrCorruptRecord.
 func (s *Store) Load(ctx context.Context, id core.ID, now time.Time) (*core.Record, error) {
-	var (
-		data    []byte
-		expiry  time.Time
-		version int64
-	)
-	err := s.queryRow(ctx, &s.load, []any{string(id), s.expiryArg(now)}, &data, &expiryScanner{t: &expiry, mysql: s.dialect == dialect.MySQL}, &version)
+	// One allocation holds every scan destination and argument.
+	r := new(loadRow)
+	r.sc = expiryScanner{t: &r.expiry, mysql: s.dialect == dialect.MySQL}
+	r.args = [2]any{string(id), s.expiryArg(now)}
+	err := s.queryRow(ctx, &s.load, r.args[:], &r.data, &r.sc, &r.version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: load: %w", err)
 	}
-	m, err := s.codec.DecodeMap(data)
+	m, err := s.codec.DecodeMap(r.data)
 	if err != nil {
 		if !errors.Is(err, core.ErrCorruptRecord) {
 			err = fmt.Errorf("%w: %w", core.ErrCorruptRecord, err)
 		}
 		return nil, fmt.Errorf("bunstore: load %s: %w", id, err)
 	}
-	if version < 0 {
-		return nil, fmt.Errorf("bunstore: load %s: %w: negative version %d", id, core.ErrCorruptRecord, version)
+	if r.version < 0 {
+		return nil, fmt.Errorf("bunstore: load %s: %w: negative version %d", id, core.ErrCorruptRecord, r.version)
 	}
-	return &core.Record{ID: id, Data: m, Expiry: expiry, Version: uint64(version)}, nil
+	return &core.Record{ID: id, Data: m, Expiry: r.expiry, Version: uint64(r.version)}, nil
+}
+
+// loadRow is what Load scans one row into.
+type loadRow struct {
+	data    []byte
+	expiry  time.Time
+	version int64
+	sc      expiryScanner
+	args    [2]any
 }
 
 // Delete removes the record id, if any, in one statement.
