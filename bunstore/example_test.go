@@ -1,3 +1,8 @@
+//go:build !wasip1 && !js
+
+// The examples open SQLite files in WAL mode, which builds without file
+// locking (wasip1, js) cannot do.
+
 package bunstore_test
 
 import (
