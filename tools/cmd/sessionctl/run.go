@@ -116,6 +116,15 @@ func parseArgs(args []string, env func(string) string) (cmd string, pos []string
 	fs.StringVar(&o.id, "id", "", "")
 	rest := args
 	for {
+		// A token is base64url and may begin with "-": never take it for a
+		// flag.
+		if len(rest) > 0 && strings.HasPrefix(rest[0], "-") {
+			if _, err := core.ParseToken(rest[0]); err == nil {
+				pos = append(pos, rest[0])
+				rest = rest[1:]
+				continue
+			}
+		}
 		if err := fs.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return "", nil, o, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,6 +145,25 @@ func TestUnreachableServer(t *testing.T) {
 		checkOneLineError(t, r)
 		if strings.Contains(r.stderr, "secret") {
 			t.Errorf("stderr shows the password: %q", r.stderr)
+		}
+	}
+}
+
+// TestTokenStartingWithDash: one token in 64 begins
+// with "-" (base64url's 62nd digit); it is a token, not a flag.
+func TestTokenStartingWithDash(t *testing.T) {
+	tok, err := core.NewToken(bytes.NewReader(append([]byte{0xF8}, bytes.Repeat([]byte{7}, 15)...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok.String(), "-") {
+		t.Fatalf("token %q does not begin with a dash", tok)
+	}
+	sqlite := "sqlite://" + filepath.Join(t.TempDir(), "never-created.db")
+	for _, cmd := range []string{"inspect", "revoke"} {
+		r := runCLI(t, nil, cmd, tok.String(), "--database-url", sqlite)
+		if r.code != 1 || strings.Contains(r.stderr, "flag") {
+			t.Errorf("%s -TOKEN: exit %d, stderr %q; want the token taken as the argument (exit 1: no database file)", cmd, r.code, r.stderr)
 		}
 	}
 }
