@@ -148,15 +148,6 @@ func (rw *responseWriter) start(code int) bool {
 
 // commit commits the session.
 func (rw *responseWriter) commit() (core.CommitResult, error) {
-	if rw.sess.Modified() {
-		// core's Commit treats a modified session that was never loaded
-		// (only SetExpiry was called) as a new, empty one and writes
-		// nothing; loading it first (free if it is loaded already, one
-		// store call otherwise) makes the expiry change stick.
-		if _, err := rw.sess.IsEmpty(&rw.ctx); err != nil {
-			return core.Unchanged, err
-		}
-	}
 	return rw.sess.Commit(&rw.ctx)
 }
 
