@@ -113,7 +113,7 @@ type Session struct {
 	opts  *Options
 
 	token     Token
-	id        ID   // token.ID(), computed once
+	id        ID   // token.ID(), computed on first use (storeID)
 	presented bool // the client sent a session value (valid or not)
 
 	loaded  bool
@@ -146,7 +146,16 @@ func NewSession(store Store, presented string, opts *Options) *Session {
 }
 
 func (s *Session) setToken(t Token) {
-	s.token, s.id = t, t.ID()
+	s.token, s.id = t, ""
+}
+
+// storeID returns the store key of the current token, hashing it once: an
+// untouched session never pays for it.
+func (s *Session) storeID() ID {
+	if s.id == "" && !s.token.IsZero() {
+		s.id = s.token.ID()
+	}
+	return s.id
 }
 
 // load reads the record once. The caller holds s.mu.
@@ -158,7 +167,7 @@ func (s *Session) load(ctx context.Context) error {
 		s.loaded, s.data = true, map[string][]byte{}
 		return nil
 	}
-	rec, err := s.store.Load(ctx, s.id, s.opts.now())
+	rec, err := s.store.Load(ctx, s.storeID(), s.opts.now())
 	if errors.Is(err, ErrCorruptRecord) {
 		s.opts.logger().WarnContext(ctx, "sqlsessions: ignoring a session record that cannot be decoded",
 			"id", s.id, "error", err)
@@ -291,7 +300,7 @@ func (s *Session) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.token.IsZero() {
-		if err := s.store.Delete(ctx, s.id); err != nil {
+		if err := s.store.Delete(ctx, s.storeID()); err != nil {
 			return fmt.Errorf("sqlsessions: deleting session: %w", err)
 		}
 	}
@@ -373,7 +382,7 @@ func (s *Session) ExpiresAt() time.Time {
 func (s *Session) ID() ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.id
+	return s.storeID()
 }
 
 // Token returns the session's token, the secret the cookie carries; it is

@@ -65,7 +65,9 @@ func (t Token) String() string {
 	if !t.valid {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString(t.b[:])
+	var buf [TokenLen]byte
+	base64.RawURLEncoding.Encode(buf[:], t.b[:])
+	return string(buf[:])
 }
 
 // ID derives the store key of the token: SHA-256 of its 16 bytes in unpadded
@@ -75,7 +77,9 @@ func (t Token) ID() ID {
 		return ""
 	}
 	sum := sha256.Sum256(t.b[:])
-	return ID(base64.RawURLEncoding.EncodeToString(sum[:]))
+	var buf [IDLen]byte
+	base64.RawURLEncoding.Encode(buf[:], sum[:])
+	return ID(buf[:])
 }
 
 // Equal reports whether two tokens are the same, in constant time.
