@@ -8,7 +8,8 @@ import (
 )
 
 // BuildWasm builds the main package in the current directory for
-// GOOS=wasip1 GOARCH=wasm and returns the module's path.
+// GOOS=wasip1 GOARCH=wasm and returns the module's path. Build tags can be
+// added with SQLSESSIONS_WASM_TAGS (e.g. "sqlite3_dotlk").
 func BuildWasm(t testing.TB) string {
 	t.Helper()
 	wd, err := os.Getwd()
@@ -16,7 +17,7 @@ func BuildWasm(t testing.TB) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), filepath.Base(wd)+".wasm")
-	cmd := exec.Command(goTool(t), "build", "-o", out, ".")
+	cmd := exec.Command(goTool(t), "build", "-tags", os.Getenv("SQLSESSIONS_WASM_TAGS"), "-o", out, ".")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build for wasip1: %v\n%s", err, b)
