@@ -31,7 +31,9 @@ type Expiry struct {
 // lifetime (DefaultSessionEndLifetime unless changed).
 func OnSessionEnd() Expiry { return Expiry{} }
 
-// OnInactivity expires the session d after its last save; each save renews it.
+// OnInactivity expires the session d after its last save; each save renews it,
+// in steps of 1% of d (at most a minute) so that most saves leave the stored
+// deadline, an indexed column, unchanged.
 func OnInactivity(d time.Duration) Expiry { return Expiry{kind: expiryInactivity, d: d} }
 
 // AtDateTime expires the session at t, whatever happens before.
@@ -59,6 +61,42 @@ func (e Expiry) Deadline(now time.Time, sessionEndLifetime time.Duration) time.T
 		}
 		return now.Add(sessionEndLifetime).UTC()
 	}
+}
+
+// maxRenewalStep bounds renewalStep.
+const maxRenewalStep = time.Minute
+
+// renewalStep is how far a renewed deadline may run ahead of the stored one
+// before it is written: 1% of the lifetime, at most a minute. Keeping the
+// stored deadline otherwise leaves the indexed expiry column unchanged, so a
+// database can update the row in place (PostgreSQL HOT updates) instead of
+// writing new index entries at every save.
+func (e Expiry) renewalStep(sessionEndLifetime time.Duration) time.Duration {
+	var life time.Duration
+	switch e.kind {
+	case expiryInactivity:
+		life = e.d
+	case expiryAt:
+		return 0 // a fixed deadline does not move
+	default:
+		life = sessionEndLifetime
+		if life <= 0 {
+			life = DefaultSessionEndLifetime
+		}
+	}
+	return min(life/100, maxRenewalStep)
+}
+
+// renewed is the deadline of a record stored with deadline stored and saved
+// again at now: Deadline, unless that is less than a renewal step later than
+// stored, in which case stored stands. A session may so end up to 1% of its
+// lifetime (at most a minute) before Deadline, never after it.
+func (e Expiry) renewed(stored, now time.Time, sessionEndLifetime time.Duration) time.Time {
+	next := e.Deadline(now, sessionEndLifetime)
+	if !next.Before(stored) && next.Sub(stored) < e.renewalStep(sessionEndLifetime) {
+		return stored
+	}
+	return next
 }
 
 // MaxAge is the cookie Max-Age for this expiry at now: ok is false for

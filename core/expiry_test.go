@@ -37,3 +37,29 @@ func TestExpiry(t *testing.T) {
 		t.Errorf("AtDateTime not normalised to UTC: %v", d)
 	}
 }
+
+func TestExpiryRenewedInSteps(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	at := now.Add(time.Hour)
+	tests := []struct {
+		name   string
+		e      Expiry
+		stored time.Time
+		want   time.Time
+	}{
+		// OnSessionEnd: two weeks, so the step is capped at a minute.
+		{"session end, 59 s later", OnSessionEnd(), now.Add(DefaultSessionEndLifetime - 59*time.Second), now.Add(DefaultSessionEndLifetime - 59*time.Second)},
+		{"session end, 61 s later", OnSessionEnd(), now.Add(DefaultSessionEndLifetime - 61*time.Second), now.Add(DefaultSessionEndLifetime)},
+		// OnInactivity(10 s): the step is 100 ms.
+		{"inactivity, 50 ms later", OnInactivity(10 * time.Second), now.Add(9950 * time.Millisecond), now.Add(9950 * time.Millisecond)},
+		{"inactivity, 1 s later", OnInactivity(10 * time.Second), now.Add(9 * time.Second), now.Add(10 * time.Second)},
+		// A shorter expiry set meanwhile always takes effect.
+		{"shortened", OnInactivity(10 * time.Second), now.Add(time.Hour), now.Add(10 * time.Second)},
+		{"fixed date", AtDateTime(at), now.Add(59 * time.Minute), at},
+	}
+	for _, tc := range tests {
+		if got := tc.e.renewed(tc.stored, now, 0); !got.Equal(tc.want) {
+			t.Errorf("%s: renewed = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

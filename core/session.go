@@ -474,7 +474,7 @@ func (s *Session) save(ctx context.Context, now time.Time) (CommitResult, error)
 		retries = DefaultMaxConflictRetries
 	}
 	for attempt := 0; ; attempt++ {
-		rec := &Record{ID: s.rec.ID, Data: s.data, Expiry: s.expiry.Deadline(now, s.opts.SessionEndLifetime), Version: s.rec.Version}
+		rec := &Record{ID: s.rec.ID, Data: s.data, Expiry: s.expiry.renewed(s.rec.Expiry, now, s.opts.SessionEndLifetime), Version: s.rec.Version}
 		err := s.store.Save(ctx, rec)
 		if err == nil {
 			s.settle()
