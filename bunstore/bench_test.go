@@ -77,6 +77,36 @@ var benchSeq atomic.Int64
 // benchID returns a distinct id per call, the same way for store and floor.
 func benchID() string { return fmt.Sprintf("bench-%020d", benchSeq.Add(1)) }
 
+// fixture is what the store benchmarks and the ratio test share: a store, the
+// raw floor's statements on the same table, a one-key record, its blob, an
+// expiry, and 200 seeded sessions to load, as in the seed's counter workload.
+type fixture struct {
+	s    *bunstore.Store
+	raw  *rawStatements
+	data map[string][]byte
+	blob []byte
+	exp  time.Time
+	ids  []core.ID
+}
+
+func newFixture(tb testing.TB, db *bun.DB) fixture {
+	tb.Helper()
+	s := bunstoretest.NewStore(tb, db)
+	f := fixture{s: s, raw: prepareRaw(tb, db, s), exp: time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)}
+	value, _ := s.Codec().Marshal(42)
+	f.data = map[string][]byte{"counter": value}
+	f.blob, _ = s.Codec().EncodeMap(f.data)
+	f.ids = make([]core.ID, 200)
+	for i := range f.ids {
+		rec := &core.Record{ID: core.ID(benchID()), Data: f.data, Expiry: f.exp}
+		if err := s.Create(context.Background(), rec); err != nil {
+			tb.Fatal(err)
+		}
+		f.ids[i] = rec.ID
+	}
+	return f
+}
+
 func BenchmarkStore(b *testing.B) {
 	for _, d := range bunstoretest.Dialects() {
 		if d.Name == "postgres-libpq" {
@@ -84,23 +114,9 @@ func BenchmarkStore(b *testing.B) {
 		}
 		b.Run(d.Name, func(b *testing.B) {
 			db := d.Open(b)
-			s := bunstoretest.NewStore(b, db)
-			raw := prepareRaw(b, db, s)
+			f := newFixture(b, db)
+			s, raw, data, blob, exp, ids := f.s, f.raw, f.data, f.blob, f.exp, f.ids
 			ctx := context.Background()
-			value, _ := s.Codec().Marshal(42)
-			data := map[string][]byte{"counter": value}
-			blob, _ := s.Codec().EncodeMap(data)
-			exp := time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)
-
-			// 200 sessions to load, as in the seed's counter workload.
-			ids := make([]core.ID, 200)
-			for i := range ids {
-				rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
-				if err := s.Create(ctx, rec); err != nil {
-					b.Fatal(err)
-				}
-				ids[i] = rec.ID
-			}
 
 			b.Run("Load/store", func(b *testing.B) {
 				var n atomic.Int64

@@ -40,21 +40,9 @@ func TestFloorRatio(t *testing.T) {
 		}
 		t.Run(d.Name, func(t *testing.T) {
 			db := d.Open(t)
-			s := bunstoretest.NewStore(t, db)
-			raw := prepareRaw(t, db, s)
+			f := newFixture(t, db)
+			s, raw, data, blob, exp, ids := f.s, f.raw, f.data, f.blob, f.exp, f.ids
 			ctx := context.Background()
-			value, _ := s.Codec().Marshal(42)
-			data := map[string][]byte{"counter": value}
-			blob, _ := s.Codec().EncodeMap(data)
-			exp := time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)
-			ids := make([]core.ID, 200)
-			for i := range ids {
-				rec := &core.Record{ID: core.ID(benchID()), Data: data, Expiry: exp}
-				if err := s.Create(ctx, rec); err != nil {
-					t.Fatal(err)
-				}
-				ids[i] = rec.ID
-			}
 			sqlite := db.Dialect().Name() == dialect.SQLite
 
 			// run calls op from workers goroutines for one round and
