@@ -20,19 +20,7 @@ func TestSchemaTypes(t *testing.T) {
 		t.Parallel()
 		db := bunstoretest.OpenPostgres(t)
 		s := bunstoretest.NewStore(t, db)
-		got := map[string]string{}
-		rows, err := db.QueryContext(ctx, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var c, ty string
-			if err := rows.Scan(&c, &ty); err != nil {
-				t.Fatal(err)
-			}
-			got[c] = ty
-		}
+		got := columnTypes(t, db, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
 		want := map[string]string{"id": "text", "data": "bytea", "expiry_date": "timestamp with time zone", "version": "bigint"}
 		checkTypes(t, got, want)
 		var idx string
@@ -44,19 +32,7 @@ func TestSchemaTypes(t *testing.T) {
 		t.Parallel()
 		db := bunstoretest.OpenMySQL(t)
 		s := bunstoretest.NewStore(t, db)
-		got := map[string]string{}
-		rows, err := db.QueryContext(ctx, "SELECT column_name, CONCAT(column_type, ' ', COALESCE(collation_name, '')) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var c, ty string
-			if err := rows.Scan(&c, &ty); err != nil {
-				t.Fatal(err)
-			}
-			got[strings.ToLower(c)] = strings.TrimSpace(strings.ToLower(ty))
-		}
+		got := columnTypes(t, db, "SELECT column_name, CONCAT(column_type, ' ', COALESCE(collation_name, '')) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
 		want := map[string]string{"id": "varchar(128) ascii_bin", "data": "longblob", "expiry_date": "datetime(6)", "version": "bigint(20)"}
 		if strings.HasPrefix(got["version"], "bigint") {
 			want["version"] = got["version"] // MySQL 8 drops the display width
@@ -71,19 +47,7 @@ func TestSchemaTypes(t *testing.T) {
 		t.Parallel()
 		db := bunstoretest.OpenSQLite(t)
 		s := bunstoretest.NewStore(t, db)
-		got := map[string]string{}
-		rows, err := db.QueryContext(ctx, "SELECT name, type FROM pragma_table_info(?)", s.TableName())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var c, ty string
-			if err := rows.Scan(&c, &ty); err != nil {
-				t.Fatal(err)
-			}
-			got[c] = strings.ToLower(ty)
-		}
+		got := columnTypes(t, db, "SELECT name, type FROM pragma_table_info(?)", s.TableName())
 		checkTypes(t, got, map[string]string{"id": "text", "data": "blob", "expiry_date": "integer", "version": "integer"})
 		// Stored as an integer (numeric comparisons), in microseconds.
 		exp := time.Date(2040, 1, 2, 3, 4, 5, 678901000, time.UTC)
@@ -104,6 +68,29 @@ func TestSchemaTypes(t *testing.T) {
 			t.Fatalf("index on expiry_date: %d, %v", n, err)
 		}
 	})
+}
+
+// columnTypes runs query, which yields (column name, type) rows, and maps
+// each lower-cased name to its lower-cased, trimmed type.
+func columnTypes(t *testing.T, db *bun.DB, query string, args ...any) map[string]string {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]string{}
+	for rows.Next() {
+		var c, ty string
+		if err := rows.Scan(&c, &ty); err != nil {
+			t.Fatal(err)
+		}
+		got[strings.ToLower(c)] = strings.TrimSpace(strings.ToLower(ty))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 func checkTypes(t *testing.T, got, want map[string]string) {
