@@ -35,19 +35,29 @@ func openSQLite(dir string) (*bun.DB, error) {
 	return bun.NewDB(sqldb, sqlitedialect.New()), nil
 }
 
-// A session store in a SQLite file: create the table, start a session in
-// one request and read it back in the next.
-func Example() {
+// exampleDB opens openSQLite in a fresh temporary directory; done closes it
+// and removes the directory.
+func exampleDB() (db *bun.DB, done func()) {
 	dir, err := os.MkdirTemp("", "bunstore-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	db, err := openSQLite(dir)
+	db, err = openSQLite(dir)
 	if err != nil {
+		os.RemoveAll(dir)
 		log.Fatal(err)
 	}
-	defer db.Close()
+	return db, func() {
+		db.Close()
+		os.RemoveAll(dir)
+	}
+}
+
+// A session store in a SQLite file: create the table, start a session in
+// one request and read it back in the next.
+func Example() {
+	db, done := exampleDB()
+	defer done()
 
 	ctx := context.Background()
 	store, err := bunstore.New(db) // table "tower_sessions"
@@ -82,18 +92,10 @@ func Example() {
 // Names are validated when the store is built: anything but a plain
 // identifier is an error, and no SQL is ever built from it.
 func ExampleWithTableName() {
-	dir, err := os.MkdirTemp("", "bunstore-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	db, err := openSQLite(dir)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close()
+	db, done := exampleDB()
+	defer done()
 
-	_, err = bunstore.New(db, bunstore.WithTableName("sessions; DROP TABLE users"))
+	_, err := bunstore.New(db, bunstore.WithTableName("sessions; DROP TABLE users"))
 	fmt.Println(errors.Is(err, bunstore.ErrInvalidName))
 
 	store, err := bunstore.New(db, bunstore.WithTableName("web_sessions"))
@@ -105,16 +107,8 @@ func ExampleWithTableName() {
 
 // Expired sessions are never loaded, and DeleteExpired removes them.
 func ExampleStore_DeleteExpired() {
-	dir, err := os.MkdirTemp("", "bunstore-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	db, err := openSQLite(dir)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close()
+	db, done := exampleDB()
+	defer done()
 	ctx := context.Background()
 	store, err := bunstore.New(db)
 	if err != nil {
@@ -141,16 +135,8 @@ func ExampleStore_DeleteExpired() {
 
 // Purge expired sessions in the background until shutdown.
 func ExampleStore_ContinuouslyDeleteExpired() {
-	dir, err := os.MkdirTemp("", "bunstore-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	db, err := openSQLite(dir)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close()
+	db, done := exampleDB()
+	defer done()
 	store, err := bunstore.New(db)
 	if err != nil {
 		log.Fatal(err)
@@ -163,8 +149,8 @@ func ExampleStore_ContinuouslyDeleteExpired() {
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	done := make(chan error)
-	go func() { done <- store.ContinuouslyDeleteExpired(ctx, time.Hour) }()
-	fmt.Println(<-done)
+	stopped := make(chan error)
+	go func() { stopped <- store.ContinuouslyDeleteExpired(ctx, time.Hour) }()
+	fmt.Println(<-stopped)
 	// Output: context deadline exceeded
 }
