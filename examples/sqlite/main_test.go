@@ -13,13 +13,7 @@ import (
 // in-memory database), drives the counter over HTTP and stops it with
 // SIGTERM.
 func TestServerWithoutCgo(t *testing.T) {
-	bin := exampletest.Build(t, "CGO_ENABLED=0")
-	p := exampletest.Start(t, bin)
-	token := exampletest.Counter(t, p.URL)
-	if !testing.Short() {
-		exampletest.Expiry(t, p.URL, token, 3)
-	}
-	p.Stop(t, exampletest.SIGTERM)
+	exampletest.RunCounter(t, exampletest.Build(t, "CGO_ENABLED=0"))
 }
 
 // TestFileSurvivesRestart runs the example on a file database, stops it
@@ -41,21 +35,10 @@ func TestFileSurvivesRestart(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	bin := exampletest.Build(t)
 	dir := t.TempDir()
-	tests := []struct {
-		name string
-		env  []string
-		want []string
-	}{
-		{"not a sqlite URL", []string{"DATABASE_URL=postgres://postgres:s3cret@127.0.0.1/test"}, []string{"sqlite example:", "DATABASE_URL", "not SQLite"}},
-		{"missing directory", []string{"DATABASE_URL=sqlite://" + filepath.ToSlash(filepath.Join(dir, "no", "such", "dir", "s.db"))}, []string{"unable to open database file"}},
-		{"bad listen address", []string{"ADDR=not-an-address"}, []string{"listen on not-an-address"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			exampletest.Fail(t, bin, tt.env, tt.want...)
-		})
-	}
+	exampletest.Failures(t, exampletest.Build(t), []exampletest.FailCase{
+		{Name: "not a sqlite URL", Env: []string{"DATABASE_URL=postgres://postgres:" + exampletest.Secret + "@127.0.0.1/test"}, Want: []string{"sqlite example:", "DATABASE_URL", "not SQLite"}},
+		{Name: "missing directory", Env: []string{"DATABASE_URL=sqlite://" + filepath.ToSlash(filepath.Join(dir, "no", "such", "dir", "s.db"))}, Want: []string{"unable to open database file"}},
+		{Name: "bad listen address", Env: []string{"ADDR=not-an-address"}, Want: []string{"listen on not-an-address"}},
+	})
 }

@@ -242,3 +242,41 @@ func Fail(t testing.TB, bin string, env []string, want ...string) string {
 
 // SIGTERM is syscall.SIGTERM as an os.Signal.
 var SIGTERM os.Signal = syscall.SIGTERM
+
+// Secret is the password the failure cases put in database URLs: no error
+// line may show it.
+const Secret = "s3cret"
+
+// FailCase is one wrong way to start an example: the environment it adds and
+// the strings its one-line error must contain.
+type FailCase struct {
+	Name string
+	Env  []string
+	Want []string
+}
+
+// Failures runs every case against bin in parallel subtests (see Fail) and
+// fails any whose error line shows Secret.
+func Failures(t *testing.T, bin string, cases []FailCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			if line := Fail(t, bin, c.Env, c.Want...); strings.Contains(line, Secret) {
+				t.Errorf("the error shows the password: %s", line)
+			}
+		})
+	}
+}
+
+// RunCounter starts bin with env, drives the counter (Counter, then Expiry
+// unless -short) and stops it with SIGTERM, which must exit 0.
+func RunCounter(t *testing.T, bin string, env ...string) {
+	t.Helper()
+	p := Start(t, bin, env...)
+	token := Counter(t, p.URL)
+	if !testing.Short() {
+		Expiry(t, p.URL, token, 3)
+	}
+	p.Stop(t, SIGTERM)
+}
