@@ -49,6 +49,8 @@ type sample struct {
 	firstErr  string
 	elapsed   time.Duration
 	latencies []time.Duration // of successful requests
+	cpu       cpuTimes        // used during the round (this process, the database)
+	rounds    int             // samples added into this one
 }
 
 func (s *sample) add(o sample) {
@@ -58,6 +60,10 @@ func (s *sample) add(o sample) {
 		s.firstErr = o.firstErr
 	}
 	s.elapsed += o.elapsed
+	s.cpu.self += o.cpu.self
+	s.cpu.db += o.cpu.db
+	s.cpu.ok = o.cpu.ok && (s.cpu.ok || s.rounds == 0)
+	s.rounds++
 	s.latencies = append(s.latencies, o.latencies...)
 }
 

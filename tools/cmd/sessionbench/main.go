@@ -12,9 +12,10 @@
 // settings, dropped at the end. It seeds --sessions sessions per server,
 // then drives each server with --concurrency keep-alive connections, each
 // request naming one of the sessions at random, for --duration per round,
-// in interleaved rounds (sqlsessions, scs, floor, sqlsessions, ...), and
-// prints req/s, p50, p99 and errors per server and the ratios
-// sqlsessions/scs and sqlsessions/floor.
+// in interleaved rounds whose order rotates (sqlsessions, scs, floor; then
+// scs, floor, sqlsessions; ...), and prints req/s, p50, p99, errors and the
+// CPU time per request (this process; the database server's processes) per
+// server, and the ratios sqlsessions/scs and sqlsessions/floor.
 //
 // Workloads: counter (read the counter, increment, write it back), read
 // (read only) and new (no cookie: a new session per request).
@@ -80,6 +81,12 @@ type ServerResult struct {
 	// StatementsPerRequest is the store statements per measured request
 	// (sqlsessions, with --count-statements).
 	StatementsPerRequest float64 `json:"statements_per_request,omitempty"`
+	// AppCPUMicros is the CPU time of this process (the server measured and
+	// the load generator driving it) per request, and DBCPUMicros that of
+	// the local database server's processes (zero for SQLite, which runs in
+	// this process, and where /proc cannot be read).
+	AppCPUMicros float64 `json:"app_cpu_us_per_request,omitempty"`
+	DBCPUMicros  float64 `json:"db_cpu_us_per_request,omitempty"`
 }
 
 // WorkloadResult is one workload on one backend.
@@ -177,7 +184,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load on each server before a workload's rounds")
 	fs.IntVar(&cfg.sessions, "sessions", 200, "sessions seeded per server")
 	fs.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent client connections")
-	fs.IntVar(&cfg.rounds, "rounds", 2, "interleaved rounds per server")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds per server; the order rotates each round, so a multiple of 3 puts every server in every position equally often")
 	fs.IntVar(&cfg.db.pool, "pool", 32, "PostgreSQL and MySQL pool size (MaxOpenConns = MaxIdleConns), shared by the three servers")
 	fs.IntVar(&cfg.db.sqlitePool, "sqlite-pool", 4, "SQLite pool size (MaxOpenConns = MaxIdleConns)")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
@@ -276,18 +283,20 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 			stmts0 = b.statements.n.Load()
 		}
 		for round := range cfg.rounds {
-			for _, s := range serverNames {
+			for _, s := range roundOrder(round) {
 				var smp sample
 				measure := func(ctx context.Context) {
+					cpu0 := readCPU()
 					smp = drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.duration)
+					smp.cpu = readCPU().sub(cpu0)
 				}
 				if cfg.cpuProfile != "" {
 					pprof.Do(ctx, pprof.Labels("client", s), measure)
 				} else {
 					measure(ctx)
 				}
-				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors\n", name, wl, round+1, s,
-					float64(smp.requests-smp.errors)/smp.elapsed.Seconds(), smp.errors)
+				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors%s\n", name, wl, round+1, s,
+					float64(smp.requests-smp.errors)/smp.elapsed.Seconds(), smp.errors, cpuNote(smp))
 				totals[s].add(smp)
 			}
 			if err := ctx.Err(); err != nil {
@@ -304,6 +313,10 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 				ReqPerSec: float64(t.requests-t.errors) / t.elapsed.Seconds(),
 				P50Ms:     ms(percentile(t.latencies, 0.50)),
 				P99Ms:     ms(percentile(t.latencies, 0.99)),
+			}
+			if t.cpu.ok && t.requests > 0 {
+				r.AppCPUMicros = micros(t.cpu.self) / float64(t.requests)
+				r.DBCPUMicros = micros(t.cpu.db) / float64(t.requests)
 			}
 			if s == serverOurs && b.statements != nil {
 				r.StatementsPerRequest = float64(b.statements.n.Load()-stmts0) / float64(t.requests)
@@ -323,7 +336,33 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 	return out, nil
 }
 
+// roundOrder is the order the servers run in round r: rotated by one each
+// round, so over len(serverNames) rounds every server runs once in every
+// position. A fixed order measured up to 10% apart on PostgreSQL read
+// (sqlsessions first: 83 µs of CPU per request here, after scs: 73 µs),
+// whatever the previous round left behind (garbage to collect, dirty
+// caches) falling on the same server every time.
+func roundOrder(r int) []string {
+	n := len(serverNames)
+	order := make([]string, n)
+	for i := range n {
+		order[i] = serverNames[(i+r)%n]
+	}
+	return order
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+// cpuNote is the CPU part of a round's progress line.
+func cpuNote(s sample) string {
+	if !s.cpu.ok || s.requests == 0 {
+		return ""
+	}
+	n := float64(s.requests)
+	return fmt.Sprintf(", CPU per request: %.0f µs here, %.0f µs database", micros(s.cpu.self)/n, micros(s.cpu.db)/n)
+}
 
 // printReport writes the report as text tables.
 func printReport(w io.Writer, rep *Report) {
@@ -332,9 +371,9 @@ func printReport(w io.Writer, rep *Report) {
 	for _, r := range rep.Results {
 		fmt.Fprintf(w, "\n%s / %s\n", r.Backend, r.Workload)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\t")
+		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\tCPU µs/req here\tdb\t")
 		for _, s := range r.Servers {
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors, s.AppCPUMicros, s.DBCPUMicros)
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "sqlsessions/scs %.2fx   sqlsessions/floor %.2fx\n", r.OursPerSCS, r.OursPerFlor)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,9 @@ func TestRun(t *testing.T) {
 					if s.Errors != 0 || ok == 0 || s.ReqPerSec <= 0 || s.P99Ms < s.P50Ms || s.P50Ms <= 0 {
 						t.Errorf("%s/%s: %+v", r.Workload, s.Server, s)
 					}
+					if runtime.GOOS == "linux" && s.AppCPUMicros <= 0 {
+						t.Errorf("%s/%s: no CPU time measured: %+v", r.Workload, s.Server, s)
+					}
 					if r.Workload == workloadCounter {
 						gain := s.CountAfter - s.CountBefore
 						if s.CountBefore < cfg.sessions || gain <= 0 || gain > ok {
@@ -79,6 +83,28 @@ func TestRun(t *testing.T) {
 	}
 }
 
+func TestRoundOrder(t *testing.T) {
+	// Over len(serverNames) rounds every server runs once in every position.
+	seen := map[string]map[int]bool{}
+	for r := range len(serverNames) {
+		order := roundOrder(r)
+		if len(order) != len(serverNames) {
+			t.Fatalf("round %d: %q", r, order)
+		}
+		for pos, s := range order {
+			if seen[s] == nil {
+				seen[s] = map[int]bool{}
+			}
+			seen[s][pos] = true
+		}
+	}
+	for _, s := range serverNames {
+		if len(seen[s]) != len(serverNames) {
+			t.Errorf("%s ran in positions %v, want all %d", s, seen[s], len(serverNames))
+		}
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -98,7 +124,7 @@ func TestParseFlags(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("parseFlags(%q): %v", tc.args, err)
 		}
-		if tc.ok && tc.args == nil && (cfg.sessions != 200 || cfg.concurrency != 32 || cfg.rounds != 2 || cfg.duration != 5*time.Second || len(cfg.backends) != 3 || len(cfg.workloads) != 3) {
+		if tc.ok && tc.args == nil && (cfg.sessions != 200 || cfg.concurrency != 32 || cfg.rounds != 3 || cfg.duration != 5*time.Second || len(cfg.backends) != 3 || len(cfg.workloads) != 3) {
 			t.Errorf("defaults: %+v", cfg)
 		}
 	}

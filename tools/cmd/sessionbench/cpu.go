@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// cpuTimes is CPU time used so far by this process (the three servers and
+// the load generator) and by the local database server's processes.
+type cpuTimes struct {
+	self, db time.Duration
+	ok       bool // read from /proc (Linux); otherwise both are zero
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTick = 100
+
+// dbProcessNames are the comm names of database server processes whose CPU
+// counts as the database's: PostgreSQL names every backend "postgres".
+var dbProcessNames = map[string]bool{"postgres": true, "mariadbd": true, "mysqld": true}
+
+// readCPU samples CPU times from /proc. The database's processes are found by
+// name, so a database on another machine (or in a container whose processes
+// are not visible) reads as zero.
+func readCPU() cpuTimes {
+	self, ok := procCPU("/proc/self/stat")
+	if !ok {
+		return cpuTimes{}
+	}
+	t := cpuTimes{self: self, ok: true}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		comm, err := os.ReadFile(filepath.Join(d, "comm"))
+		if err != nil || !dbProcessNames[string(bytes.TrimSpace(comm))] {
+			continue
+		}
+		if c, ok := procCPU(filepath.Join(d, "stat")); ok {
+			t.db += c
+		}
+	}
+	return t
+}
+
+// procCPU returns utime+stime of one /proc/<pid>/stat file.
+func procCPU(path string) (time.Duration, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// fields are counted from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	s, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+s) * time.Second / clockTick, true
+}
+
+// sub returns the CPU used between o and t.
+func (t cpuTimes) sub(o cpuTimes) cpuTimes {
+	if !t.ok || !o.ok {
+		return cpuTimes{}
+	}
+	return cpuTimes{self: t.self - o.self, db: t.db - o.db, ok: true}
+}
