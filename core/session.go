@@ -543,11 +543,26 @@ func (s *Session) settle() {
 	s.changes, s.modified = nil, false
 }
 
-// backoff waits a little, more after each failed attempt, with jitter so
-// contending requests spread out.
+// retryDelay is how long a save waits before reloading after its attempt-th
+// conflict (0-based). The first reload is immediate: the write that beat
+// this one has committed (its version is what failed the condition), so
+// there is nothing to wait for. Later ones back off, more after each, with
+// jitter so requests that keep colliding spread out.
+func retryDelay(attempt int) time.Duration {
+	if attempt == 0 {
+		return 0
+	}
+	limit := time.Duration(100<<min(attempt-1, 9)) * time.Microsecond
+	return rand.N(limit) + time.Microsecond
+}
+
+// backoff waits retryDelay(attempt), or until ctx ends.
 func backoff(ctx context.Context, attempt int) error {
-	limit := time.Duration(100<<min(attempt, 9)) * time.Microsecond
-	t := time.NewTimer(rand.N(limit) + time.Microsecond)
+	d := retryDelay(attempt)
+	if d == 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
