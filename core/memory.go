@@ -54,7 +54,13 @@ func (m *MemoryStore) Save(ctx context.Context, rec *Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.records[rec.ID]
-	if !ok || cur.Version != rec.Version {
+	if !ok {
+		return ErrConflict
+	}
+	if cur.Version != rec.Version {
+		if cur.Version > rec.Version {
+			return &ConflictError{Current: cur.Clone()}
+		}
 		return ErrConflict
 	}
 	if len(rec.Data) == 0 {

@@ -15,8 +15,8 @@ func TestRetryDelay(t *testing.T) {
 	for attempt := 1; attempt < 20; attempt++ {
 		limit := time.Duration(100<<min(attempt-1, 9)) * time.Microsecond
 		for range 100 {
-			if d := retryDelay(attempt); d <= 0 || d > limit {
-				t.Fatalf("retryDelay(%d) = %v, want in (0, %v]", attempt, d, limit)
+			if d := retryDelay(attempt); d <= 0 || d > limit+time.Microsecond {
+				t.Fatalf("retryDelay(%d) = %v, want in (0, %v]", attempt, d, limit+time.Microsecond)
 			}
 		}
 	}

@@ -497,9 +497,17 @@ func (s *Session) save(ctx context.Context, now time.Time) (CommitResult, error)
 			return Unchanged, err
 		}
 		now = s.opts.now()
-		fresh, err := s.store.Load(ctx, s.rec.ID, now)
-		if err != nil && !errors.Is(err, ErrCorruptRecord) {
-			return Unchanged, fmt.Errorf("sqlsessions: reloading session after a conflict: %w", err)
+		var fresh *Record
+		if ce := (*ConflictError)(nil); errors.As(err, &ce) && ce.Current != nil && ce.Current.ID == s.rec.ID &&
+			ce.Current.Version > s.rec.Version && !ce.Current.Expired(now) {
+			// The store told us the newer record: no reload. A stale hint
+			// only costs another conflict, reloaded for real below.
+			fresh = ce.Current
+		} else {
+			fresh, err = s.store.Load(ctx, s.rec.ID, now)
+			if err != nil && !errors.Is(err, ErrCorruptRecord) {
+				return Unchanged, fmt.Errorf("sqlsessions: reloading session after a conflict: %w", err)
+			}
 		}
 		if fresh == nil {
 			// Deleted or cycled by another request: do not resurrect it.

@@ -386,3 +386,117 @@ func TestSessionSetExpiryAloneIsSaved(t *testing.T) {
 		t.Fatalf("record after SetExpiry = %+v", rec)
 	}
 }
+
+// twoLoaded returns two sessions of one seeded record, both already loaded
+// at version 1, on st.
+func twoLoaded(t *testing.T, st core.Store) (a, b *core.Session) {
+	t.Helper()
+	ctx := context.Background()
+	token := seeded(t, st, "n", 1)
+	a, b = core.NewSession(st, token, nil), core.NewSession(st, token, nil)
+	for _, s := range []*core.Session{a, b} {
+		if _, _, err := core.Get[int](ctx, s, "n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, b
+}
+
+func TestSessionConflictHintSavesTheReload(t *testing.T) {
+	// MemoryStore answers a conflict with the record that won: the losing
+	// save replays on it without loading again, and keeps both writes.
+	ctx := context.Background()
+	st := &countingStore{MemoryStore: core.NewMemoryStore()}
+	a, b := twoLoaded(t, st)
+	if err := b.Insert(ctx, "b", 2); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, ctx, b, core.Saved)
+	st.reset()
+	if err := a.Insert(ctx, "a", 3); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, ctx, a, core.Saved)
+	if l, sv := st.loads.Load(), st.saves.Load(); l != 0 || sv != 2 {
+		t.Errorf("conflicting save: %d loads and %d saves, want 0 and 2", l, sv)
+	}
+	keys, err := core.NewSession(st, a.Token().String(), nil).Keys(ctx)
+	if err != nil || strings.Join(keys, ",") != "a,b,n" {
+		t.Errorf("keys after both saves: %q, %v; want a,b,n", keys, err)
+	}
+}
+
+// hintStore answers every conflict of its MemoryStore with hint, whatever
+// the store holds: a stale or unusable hint.
+type hintStore struct {
+	*countingStore
+	hint *core.Record
+}
+
+func (h *hintStore) Save(ctx context.Context, rec *core.Record) error {
+	err := h.countingStore.Save(ctx, rec)
+	if errors.Is(err, core.ErrConflict) {
+		return &core.ConflictError{Current: h.hint.Clone()}
+	}
+	return err
+}
+
+func TestSessionConflictHintStaleOrUnusable(t *testing.T) {
+	ctx := context.Background()
+	past := time.Now().Add(-time.Hour).UTC()
+	for _, tc := range []struct {
+		name      string
+		hint      func(id core.ID) *core.Record
+		wantLoads int32
+	}{
+		// Newer than what the session had, but older than the store's
+		// record: the replay conflicts again and then loads for real.
+		{"stale", func(id core.ID) *core.Record {
+			return &core.Record{ID: id, Data: map[string][]byte{"stale": []byte("1")}, Expiry: time.Now().Add(time.Hour).UTC(), Version: 2}
+		}, 1},
+		{"not newer", func(id core.ID) *core.Record {
+			return &core.Record{ID: id, Data: map[string][]byte{"stale": []byte("1")}, Expiry: time.Now().Add(time.Hour).UTC(), Version: 1}
+		}, 1},
+		{"other id", func(core.ID) *core.Record {
+			return &core.Record{ID: "someone-else", Data: map[string][]byte{"stale": []byte("1")}, Expiry: time.Now().Add(time.Hour).UTC(), Version: 9}
+		}, 1},
+		{"expired", func(id core.ID) *core.Record {
+			return &core.Record{ID: id, Data: map[string][]byte{"stale": []byte("1")}, Expiry: past, Version: 9}
+		}, 1},
+		{"nil", func(core.ID) *core.Record { return nil }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := &countingStore{MemoryStore: core.NewMemoryStore()}
+			st := &hintStore{countingStore: cs}
+			a, b := twoLoaded(t, st)
+			st.hint = tc.hint(a.ID())
+			// Two writes by b: the store is at version 3, the stale hint
+			// says 2.
+			for i := range 2 {
+				if err := b.Insert(ctx, "b", i); err != nil {
+					t.Fatal(err)
+				}
+				commit(t, ctx, b, core.Saved)
+			}
+			cs.reset()
+			if err := a.Insert(ctx, "a", 3); err != nil {
+				t.Fatal(err)
+			}
+			commit(t, ctx, a, core.Saved)
+			if l := cs.loads.Load(); l != tc.wantLoads {
+				t.Errorf("%d loads, want %d", l, tc.wantLoads)
+			}
+			keys, err := core.NewSession(cs.MemoryStore, a.Token().String(), nil).Keys(ctx)
+			if err != nil || strings.Join(keys, ",") != "a,b,n" {
+				t.Errorf("keys: %q, %v; want a,b,n (nothing of the hint)", keys, err)
+			}
+		})
+	}
+}
+
+func commit(t *testing.T, ctx context.Context, s *core.Session, want core.CommitResult) {
+	t.Helper()
+	if res, err := s.Commit(ctx); err != nil || res != want {
+		t.Fatalf("Commit = %v, %v; want %v", res, err, want)
+	}
+}

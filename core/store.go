@@ -15,6 +15,26 @@ var ErrCollision = errors.New("sqlsessions: session id collision")
 // no longer exists. The Session reloads and replays its own changes.
 var ErrConflict = errors.New("sqlsessions: session version conflict")
 
+// ConflictError is what Store.Save may return instead of a bare ErrConflict
+// when the store knows the record that beat the save (for example because
+// this process wrote it): the Session then replays its changes on Current
+// instead of loading the record again, saving a round trip. It wraps
+// ErrConflict, so errors.Is(err, ErrConflict) holds.
+//
+// Current is a hint, not a promise: it may already be outdated (another
+// process wrote meanwhile), so a save built on it is conditional on
+// Current.Version like any other, and fails again if the hint was stale.
+// It must have a Version greater than the one the failed save named; the
+// caller owns it, as a record returned by Load, and checks its expiry.
+type ConflictError struct {
+	Current *Record
+}
+
+func (e *ConflictError) Error() string { return ErrConflict.Error() }
+
+// Unwrap returns ErrConflict.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
 // Store keeps session records. Implementations must be safe for concurrent
 // use. Every method honours its context.
 //
@@ -37,7 +57,8 @@ type Store interface {
 	// version is rec.Version, and stores rec.Version+1 (rec.Version is
 	// incremented on success). A record with empty Data is deleted instead,
 	// under the same condition. If the version differs or the record is
-	// gone, it changes nothing and returns ErrConflict.
+	// gone, it changes nothing and returns ErrConflict, or a *ConflictError
+	// (which wraps it) carrying the newer record when the store knows it.
 	Save(ctx context.Context, rec *Record) error
 
 	// Load returns the record id unless it is missing or expired at now, in

@@ -195,8 +195,15 @@ func testSaveVersions(t *testing.T, s core.Store) {
 
 	stale := rec.Clone() // still version 1
 	stale.Data["n"] = enc(t, s, 99)
-	if err := s.Save(ctx, stale); !errors.Is(err, core.ErrConflict) {
+	err := s.Save(ctx, stale)
+	if !errors.Is(err, core.ErrConflict) {
 		t.Fatalf("Save at a stale version: got %v, want ErrConflict", err)
+	}
+	// A store that names the record which won must name it exactly: here
+	// nothing else wrote, so its hint is the stored record.
+	var ce *core.ConflictError
+	if errors.As(err, &ce) && ce.Current != nil {
+		sameRecord(t, ce.Current, v2)
 	}
 	if stale.Version != 1 {
 		t.Fatalf("a failed Save changed the version to %d", stale.Version)
@@ -207,8 +214,12 @@ func testSaveVersions(t *testing.T, s core.Store) {
 func testSaveMissing(t *testing.T, s core.Store) {
 	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
 	rec.Version = 1
-	if err := s.Save(context.Background(), rec); !errors.Is(err, core.ErrConflict) {
+	err := s.Save(context.Background(), rec)
+	if !errors.Is(err, core.ErrConflict) {
 		t.Fatalf("Save of a missing record: got %v, want ErrConflict", err)
+	}
+	if ce := (*core.ConflictError)(nil); errors.As(err, &ce) && ce.Current != nil {
+		t.Fatalf("Save of a missing record named a current record: %+v", ce.Current)
 	}
 	if got := mustLoad(t, s, rec.ID, now()); got != nil {
 		t.Fatal("Save of a missing record created it")
