@@ -44,6 +44,7 @@ type Store struct {
 	logger  *slog.Logger
 	hooks   []bun.QueryHook
 	batch   int
+	recent  *recentWrites // nil when WithRecentWrites(0)
 	closed  atomic.Bool
 
 	st                                            *statements
@@ -66,7 +67,7 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 		return nil, errors.New("bunstore: New: db is nil")
 	}
 	name := db.Dialect().Name()
-	c := config{codec: MsgPack, batch: DefaultDeleteBatchSize}
+	c := config{codec: MsgPack, batch: DefaultDeleteBatchSize, recent: DefaultRecentWrites}
 	switch name {
 	case dialect.PG, dialect.MySQL:
 		c.schema, c.table = DefaultSchemaName, DefaultTableName
@@ -96,6 +97,9 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 	if c.batch < 1 {
 		return nil, fmt.Errorf("bunstore: WithDeleteBatchSize(%d): the batch size must be at least 1", c.batch)
 	}
+	if c.recent < 0 {
+		return nil, fmt.Errorf("bunstore: WithRecentWrites(%d): the count must be at least 0", c.recent)
+	}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
@@ -113,6 +117,7 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 		logger:  c.logger,
 		hooks:   c.hooks,
 		batch:   c.batch,
+		recent:  newRecentWrites(c.recent),
 		st:      st,
 	}
 	s.create.query = st.create
@@ -172,6 +177,7 @@ func (s *Store) Create(ctx context.Context, rec *core.Record) error {
 		return core.ErrCollision
 	}
 	rec.Version = 1
+	s.recent.put(rec.ID, 1, data, storedTime(rec.Expiry))
 	return nil
 }
 
@@ -188,28 +194,48 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 	}
 	var res sql.Result
 	var err error
+	var data []byte
 	if len(rec.Data) == 0 {
 		res, err = s.exec(ctx, &s.deleteVersion, string(rec.ID), int64(rec.Version))
 	} else {
-		var data []byte
 		data, err = s.codec.EncodeMap(rec.Data)
 		if err != nil {
 			return fmt.Errorf("bunstore: save: encoding the record: %w", err)
 		}
 		res, err = s.exec(ctx, &s.save, data, s.expiryArg(rec.Expiry), string(rec.ID), int64(rec.Version))
 	}
-	if err != nil {
-		return fmt.Errorf("bunstore: save: %w", err)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
 	}
-	n, err := res.RowsAffected()
 	if err != nil {
+		s.recent.forget(rec.ID) // the write may or may not have happened
 		return fmt.Errorf("bunstore: save: %w", err)
 	}
 	if n == 0 {
-		return core.ErrConflict
+		return s.conflict(rec)
 	}
 	rec.Version++
+	if data == nil {
+		s.recent.forget(rec.ID)
+	} else {
+		s.recent.put(rec.ID, rec.Version, data, storedTime(rec.Expiry))
+	}
 	return nil
+}
+
+// conflict is Save's error when no row matched: a *core.ConflictError naming
+// the newer record if this store wrote one recently, else core.ErrConflict.
+func (s *Store) conflict(rec *core.Record) error {
+	w, ok := s.recent.newer(rec.ID, rec.Version)
+	if !ok {
+		return core.ErrConflict
+	}
+	m, err := s.codec.DecodeMap(w.blob)
+	if err != nil {
+		return core.ErrConflict
+	}
+	return &core.ConflictError{Current: &core.Record{ID: rec.ID, Data: m, Expiry: w.expiry, Version: w.version}}
 }
 
 // Load returns the record id in one statement, or (nil, nil) if it is
@@ -251,6 +277,7 @@ type loadRow struct {
 
 // Delete removes the record id, if any, in one statement.
 func (s *Store) Delete(ctx context.Context, id core.ID) error {
+	s.recent.forget(id)
 	if _, err := s.exec(ctx, &s.del, string(id)); err != nil {
 		return fmt.Errorf("bunstore: delete: %w", err)
 	}

@@ -21,7 +21,7 @@ const mysqlLayout = "2006-01-02 15:04:05.000000"
 //   - SQLite: integer microseconds since the Unix epoch, compared
 //     numerically.
 func (s *Store) expiryArg(t time.Time) any {
-	t = t.UTC().Truncate(time.Microsecond)
+	t = storedTime(t)
 	switch s.dialect {
 	case dialect.MySQL:
 		return t.Format(mysqlLayout)
@@ -31,6 +31,9 @@ func (s *Store) expiryArg(t time.Time) any {
 		return t
 	}
 }
+
+// storedTime is t as every dialect stores it: UTC, whole microseconds.
+func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // expiryScanner reads an expiry column back as a UTC time.Time, whatever
 // form the driver returns it in.

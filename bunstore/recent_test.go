@@ -1,0 +1,179 @@
+package bunstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/uptrace/bun"
+)
+
+// twin returns a second Store on s's table, as another process would have:
+// it shares the database and nothing in memory.
+func twin(t *testing.T, db *bun.DB, s *bunstore.Store) *bunstore.Store {
+	t.Helper()
+	opts := []bunstore.Option{bunstore.WithTableName(s.TableName())}
+	if s.SchemaName() != "" {
+		opts = append(opts, bunstore.WithSchemaName(s.SchemaName()))
+	}
+	o, err := bunstore.New(db, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+// loadedSession returns a session on token with its record loaded.
+func loadedSession(t *testing.T, s core.Store, token string) *core.Session {
+	t.Helper()
+	sess := core.NewSession(s, token, nil)
+	if _, err := sess.Keys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return sess
+}
+
+func insertCommit(t *testing.T, sess *core.Session, key string, v any, want core.CommitResult) {
+	t.Helper()
+	ctx := context.Background()
+	if err := sess.Insert(ctx, key, v); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := sess.Commit(ctx); err != nil || res != want {
+		t.Fatalf("Commit = %v, %v; want %v", res, err, want)
+	}
+}
+
+func keysOf(t *testing.T, s core.Store, token string) string {
+	t.Helper()
+	keys, err := core.NewSession(s, token, nil).Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(keys, ",")
+}
+
+// TestRecentWritesSaveTheReload: a save that loses to a write of the same
+// store replays on the remembered record: 2 statements (the failed and the
+// replayed UPDATE) instead of 3 (with a SELECT between), on every dialect,
+// counted on the wire; and nothing is lost either way.
+func TestRecentWritesSaveTheReload(t *testing.T) {
+	for _, d := range bunstoretest.Dialects() {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range []struct {
+				name   string
+				recent int
+				want   int64
+			}{{"remembered", bunstore.DefaultRecentWrites, 2}, {"off", 0, 3}} {
+				t.Run(tc.name, func(t *testing.T) {
+					var wire bunstoretest.Counter
+					db := d.OpenCounting(t, &wire)
+					s := bunstoretest.NewStore(t, db, bunstore.WithRecentWrites(tc.recent))
+					sess := core.NewSession(s, "", nil)
+					insertCommit(t, sess, "n", 1, core.Saved)
+					token := sess.Token().String()
+
+					a, b := loadedSession(t, s, token), loadedSession(t, s, token)
+					insertCommit(t, b, "b", 2, core.Saved)
+					wire.Reset()
+					insertCommit(t, a, "a", 3, core.Saved)
+					if got := wire.Load(); got != tc.want {
+						t.Errorf("the conflicting commit ran %d statements, want %d", got, tc.want)
+					}
+					if got := keysOf(t, s, token); got != "a,b,n" {
+						t.Errorf("keys %q, want a,b,n", got)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestRecentWritesAcrossProcesses: what one store remembers is outdated by a
+// write of another store on the same table (another process). The replay on
+// the outdated record conflicts again and reloads for real: every write
+// survives. A session the other process deleted is not resurrected from
+// memory.
+func TestRecentWritesAcrossProcesses(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		p1 := bunstoretest.NewStore(t, db)
+		p2 := twin(t, db, p1)
+
+		sess := core.NewSession(p1, "", nil)
+		insertCommit(t, sess, "n", 1, core.Saved)
+		token := sess.Token().String()
+		x := loadedSession(t, p1, token)                                 // version 1
+		insertCommit(t, loadedSession(t, p1, token), "y", 2, core.Saved) // p1 remembers version 2
+		insertCommit(t, loadedSession(t, p2, token), "z", 3, core.Saved) // the table is at 3
+		insertCommit(t, x, "x", 4, core.Saved)
+		if got := keysOf(t, p2, token); got != "n,x,y,z" {
+			t.Errorf("keys %q, want n,x,y,z", got)
+		}
+
+		// Deleted by the other process while p1 still remembers it.
+		sess = core.NewSession(p1, "", nil)
+		insertCommit(t, sess, "n", 1, core.Saved)
+		token = sess.Token().String()
+		x = loadedSession(t, p1, token)
+		insertCommit(t, loadedSession(t, p1, token), "y", 2, core.Saved)
+		if err := loadedSession(t, p2, token).Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		insertCommit(t, x, "x", 4, core.Superseded)
+		tok, err := core.ParseToken(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, err := p2.Load(ctx, tok.ID(), time.Now()); err != nil || rec != nil {
+			t.Errorf("a session deleted by another process came back: %+v, %v", rec, err)
+		}
+	})
+}
+
+// TestRecentWritesConflictError: the error of a save that lost to a
+// remembered write names that record exactly, and still is ErrConflict; a
+// large record is not remembered.
+func TestRecentWritesConflictError(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		s := bunstoretest.NewStore(t, db)
+		for _, size := range []int{10, 8 << 10} {
+			rec := newRecord(t, s, now().Add(time.Hour), "k", strings.Repeat("v", size))
+			if err := s.Create(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			stale := rec.Clone()
+			won := rec.Clone()
+			won.Data["w"] = []byte{0xc3} // msgpack true
+			if err := s.Save(ctx, won); err != nil {
+				t.Fatal(err)
+			}
+			err := s.Save(ctx, stale)
+			var ce *core.ConflictError
+			switch {
+			case !errors.Is(err, core.ErrConflict):
+				t.Fatalf("size %d: stale save: %v, want ErrConflict", size, err)
+			case size > 4<<10:
+				if errors.As(err, &ce) {
+					t.Errorf("size %d: a record over 4 KiB was remembered", size)
+				}
+			case !errors.As(err, &ce) || ce.Current == nil:
+				t.Fatalf("size %d: stale save: %v, want a ConflictError naming the record", size, err)
+			default:
+				got := ce.Current
+				if got.ID != won.ID || got.Version != 2 || !got.Expiry.Equal(won.Expiry.Truncate(time.Microsecond)) ||
+					len(got.Data) != 2 || string(got.Data["w"]) != "\xc3" {
+					t.Errorf("size %d: named %+v, want the saved version 2", size, got)
+				}
+			}
+		}
+	})
+}
