@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"strconv"
 	"time"
 )
@@ -13,6 +14,12 @@ import (
 type cpuTimes struct {
 	self, db time.Duration
 	ok       bool // read from /proc (Linux); otherwise both are zero
+	// allocs and allocBytes count heap allocations of this process (any
+	// OS): the garbage the collector's CPU time is spent on.
+	allocs, allocBytes uint64
+	// gc is the CPU time the Go runtime estimates it spent collecting
+	// garbage (part of self).
+	gc time.Duration
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
@@ -27,11 +34,17 @@ var dbProcessNames = map[string]bool{"postgres": true, "mariadbd": true, "mysqld
 // name, so a database on another machine (or in a container whose processes
 // are not visible) reads as zero.
 func readCPU() cpuTimes {
+	samples := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(samples)
+	t := cpuTimes{allocs: samples[0].Value.Uint64(), allocBytes: samples[1].Value.Uint64()}
+	if samples[2].Value.Kind() == metrics.KindFloat64 {
+		t.gc = time.Duration(samples[2].Value.Float64() * float64(time.Second))
+	}
 	self, ok := procCPU("/proc/self/stat")
 	if !ok {
-		return cpuTimes{}
+		return t
 	}
-	t := cpuTimes{self: self, ok: true}
+	t.self, t.ok = self, true
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		comm, err := os.ReadFile(filepath.Join(d, "comm"))
@@ -72,8 +85,9 @@ func procCPU(path string) (time.Duration, bool) {
 
 // sub returns the CPU used between o and t.
 func (t cpuTimes) sub(o cpuTimes) cpuTimes {
-	if !t.ok || !o.ok {
-		return cpuTimes{}
+	d := cpuTimes{allocs: t.allocs - o.allocs, allocBytes: t.allocBytes - o.allocBytes, gc: t.gc - o.gc}
+	if t.ok && o.ok {
+		d.self, d.db, d.ok = t.self-o.self, t.db-o.db, true
 	}
-	return cpuTimes{self: t.self - o.self, db: t.db - o.db, ok: true}
+	return d
 }

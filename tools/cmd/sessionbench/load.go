@@ -62,6 +62,9 @@ func (s *sample) add(o sample) {
 	s.elapsed += o.elapsed
 	s.cpu.self += o.cpu.self
 	s.cpu.db += o.cpu.db
+	s.cpu.allocs += o.cpu.allocs
+	s.cpu.allocBytes += o.cpu.allocBytes
+	s.cpu.gc += o.cpu.gc
 	s.cpu.ok = o.cpu.ok && (s.cpu.ok || s.rounds == 0)
 	s.rounds++
 	s.latencies = append(s.latencies, o.latencies...)

@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -58,6 +59,7 @@ type config struct {
 	rounds      int
 	json        bool
 	cpuProfile  string
+	memProfile  string
 	countStmts  bool
 	db          dbConfig
 }
@@ -87,6 +89,13 @@ type ServerResult struct {
 	// this process, and where /proc cannot be read).
 	AppCPUMicros float64 `json:"app_cpu_us_per_request,omitempty"`
 	DBCPUMicros  float64 `json:"db_cpu_us_per_request,omitempty"`
+	// AllocsPerRequest and AllocBytesPerRequest are this process's heap
+	// allocations per request (server and load generator).
+	AllocsPerRequest     float64 `json:"allocs_per_request"`
+	AllocBytesPerRequest float64 `json:"alloc_bytes_per_request"`
+	// GCMicros is the garbage collector's CPU time per request, as the Go
+	// runtime estimates it (included in AppCPUMicros).
+	GCMicros float64 `json:"gc_cpu_us_per_request"`
 }
 
 // WorkloadResult is one workload on one backend.
@@ -96,6 +105,30 @@ type WorkloadResult struct {
 	Servers     []ServerResult `json:"servers"`
 	OursPerSCS  float64        `json:"sqlsessions_per_scs"`
 	OursPerFlor float64        `json:"sqlsessions_per_floor"`
+	// RoundsPerSCS and RoundsPerFloor are the same ratios round by round
+	// (each round runs the three servers back to back): their spread shows
+	// how much of a difference is noise.
+	RoundsPerSCS   Spread `json:"rounds_sqlsessions_per_scs"`
+	RoundsPerFloor Spread `json:"rounds_sqlsessions_per_floor"`
+}
+
+// Spread summarises per-round values.
+type Spread struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+func spreadOf(v []float64) Spread {
+	if len(v) == 0 {
+		return Spread{}
+	}
+	v = slices.Sorted(slices.Values(v))
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return Spread{Median: m, Min: v[0], Max: v[len(v)-1]}
 }
 
 // Report is a whole run.
@@ -138,6 +171,15 @@ func main() {
 			f.Close()
 		}()
 	}
+	if cfg.memProfile != "" {
+		runtime.MemProfileRate = 64 << 10 // finer than the default 512 KiB: requests allocate little
+		defer func() {
+			if err := writeHeapProfile(cfg.memProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "sessionbench:", err)
+				exit = 1
+			}
+		}()
+	}
 	rep, err := run(ctx, cfg, os.Stderr)
 	if rep != nil {
 		if cfg.json {
@@ -152,6 +194,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sessionbench:", err)
 		exit = 1
 	}
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func splitList(s string, allowed []string) ([]string, error) {
@@ -189,6 +243,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.db.sqlitePool, "sqlite-pool", 4, "SQLite pool size (MaxOpenConns = MaxIdleConns)")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&cfg.countStmts, "count-statements", false, "count sqlsessions' store statements (a query hook, which costs a little) and report them per request: above 2 per counter request means saves met concurrent writes and reloaded")
+	fs.StringVar(&cfg.memProfile, "memprofile", "", "write an allocation profile of the whole run to this file (go tool pprof -sample_index=alloc_objects; the servers differ in their stacks: httpadapter, scs, main.(*floor))")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file; each server's goroutines carry the pprof label server=<name> and the load generator's client=<name> (go tool pprof -tags; -tagfocus server=sqlsessions)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -257,7 +312,12 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 	}
 	cookies := map[string][]string{}
 	for _, s := range serverNames {
-		if cookies[s], err = seed(ctx, clients[s], b.servers[s].url, cfg.sessions, cfg.concurrency); err != nil {
+		// Seeding dials the client's connections: with labels on, their
+		// reading and writing goroutines carry client=<name> too.
+		asClient(cfg.cpuProfile != "", ctx, s, func(ctx context.Context) {
+			cookies[s], err = seed(ctx, clients[s], b.servers[s].url, cfg.sessions, cfg.concurrency)
+		})
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s, err)
 		}
 	}
@@ -270,7 +330,9 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 		for _, s := range serverNames {
 			totals[s] = &sample{}
 			if cfg.warmup > 0 {
-				drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.warmup)
+				asClient(cfg.cpuProfile != "", ctx, s, func(ctx context.Context) {
+					drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.warmup)
+				})
 			}
 			if wl == workloadCounter {
 				if before[s], err = sumCounts(ctx, clients[s], b.servers[s].url, cookies[s]); err != nil {
@@ -282,7 +344,9 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 		if b.statements != nil {
 			stmts0 = b.statements.n.Load()
 		}
+		var perSCS, perFloor []float64 // per-round ratios
 		for round := range cfg.rounds {
+			rate := map[string]float64{}
 			for _, s := range roundOrder(round) {
 				var smp sample
 				measure := func(ctx context.Context) {
@@ -290,18 +354,17 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 					smp = drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.duration)
 					smp.cpu = readCPU().sub(cpu0)
 				}
-				if cfg.cpuProfile != "" {
-					pprof.Do(ctx, pprof.Labels("client", s), measure)
-				} else {
-					measure(ctx)
-				}
+				asClient(cfg.cpuProfile != "", ctx, s, measure)
 				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors%s\n", name, wl, round+1, s,
 					float64(smp.requests-smp.errors)/smp.elapsed.Seconds(), smp.errors, cpuNote(smp))
 				totals[s].add(smp)
+				rate[s] = float64(smp.requests-smp.errors) / smp.elapsed.Seconds()
 			}
 			if err := ctx.Err(); err != nil {
 				return out, err
 			}
+			perSCS = append(perSCS, rate[serverOurs]/rate[serverSCS])
+			perFloor = append(perFloor, rate[serverOurs]/rate[serverFloor])
 		}
 		wr := WorkloadResult{Backend: name, Workload: wl}
 		for _, s := range serverNames {
@@ -313,6 +376,11 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 				ReqPerSec: float64(t.requests-t.errors) / t.elapsed.Seconds(),
 				P50Ms:     ms(percentile(t.latencies, 0.50)),
 				P99Ms:     ms(percentile(t.latencies, 0.99)),
+			}
+			if t.requests > 0 {
+				r.AllocsPerRequest = float64(t.cpu.allocs) / float64(t.requests)
+				r.AllocBytesPerRequest = float64(t.cpu.allocBytes) / float64(t.requests)
+				r.GCMicros = micros(t.cpu.gc) / float64(t.requests)
 			}
 			if t.cpu.ok && t.requests > 0 {
 				r.AppCPUMicros = micros(t.cpu.self) / float64(t.requests)
@@ -331,9 +399,19 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 		}
 		wr.OursPerSCS = wr.Servers[0].ReqPerSec / wr.Servers[1].ReqPerSec
 		wr.OursPerFlor = wr.Servers[0].ReqPerSec / wr.Servers[2].ReqPerSec
+		wr.RoundsPerSCS, wr.RoundsPerFloor = spreadOf(perSCS), spreadOf(perFloor)
 		out = append(out, wr)
 	}
 	return out, nil
+}
+
+// asClient runs fn, with the pprof label client=name when label is set.
+func asClient(label bool, ctx context.Context, name string, fn func(context.Context)) {
+	if label {
+		pprof.Do(ctx, pprof.Labels("client", name), fn)
+	} else {
+		fn(ctx)
+	}
 }
 
 // roundOrder is the order the servers run in round r: rotated by one each
@@ -357,11 +435,15 @@ func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
 // cpuNote is the CPU part of a round's progress line.
 func cpuNote(s sample) string {
-	if !s.cpu.ok || s.requests == 0 {
+	if s.requests == 0 {
 		return ""
 	}
 	n := float64(s.requests)
-	return fmt.Sprintf(", CPU per request: %.0f µs here, %.0f µs database", micros(s.cpu.self)/n, micros(s.cpu.db)/n)
+	note := fmt.Sprintf(", %.0f allocs (%.0f B, %.0f µs of GC) per request", float64(s.cpu.allocs)/n, float64(s.cpu.allocBytes)/n, micros(s.cpu.gc)/n)
+	if s.cpu.ok {
+		note += fmt.Sprintf(", CPU per request: %.0f µs here, %.0f µs database", micros(s.cpu.self)/n, micros(s.cpu.db)/n)
+	}
+	return note
 }
 
 // printReport writes the report as text tables.
@@ -371,12 +453,18 @@ func printReport(w io.Writer, rep *Report) {
 	for _, r := range rep.Results {
 		fmt.Fprintf(w, "\n%s / %s\n", r.Backend, r.Workload)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\tCPU µs/req here\tdb\t")
+		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\tCPU µs/req here\tof it GC\tdb\tallocs/req\tB/req\t")
 		for _, s := range r.Servers {
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors, s.AppCPUMicros, s.DBCPUMicros)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors,
+				s.AppCPUMicros, s.GCMicros, s.DBCPUMicros, s.AllocsPerRequest, s.AllocBytesPerRequest)
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "sqlsessions/scs %.2fx   sqlsessions/floor %.2fx\n", r.OursPerSCS, r.OursPerFlor)
+		if rep.Rounds > 1 {
+			fmt.Fprintf(w, "per round: sqlsessions/scs median %.2fx (%.2f-%.2f)   sqlsessions/floor median %.2fx (%.2f-%.2f)\n",
+				r.RoundsPerSCS.Median, r.RoundsPerSCS.Min, r.RoundsPerSCS.Max,
+				r.RoundsPerFloor.Median, r.RoundsPerFloor.Min, r.RoundsPerFloor.Max)
+		}
 		for _, s := range r.Servers {
 			if s.StatementsPerRequest > 0 {
 				fmt.Fprintf(w, "%s: %.3f store statements per request\n", s.Server, s.StatementsPerRequest)

@@ -68,7 +68,7 @@ func TestRun(t *testing.T) {
 				if (r.Workload == workloadCounter && st < 2) || (r.Workload != workloadCounter && st != 1) {
 					t.Errorf("%s: sqlsessions ran %.3f statements per request", r.Workload, st)
 				}
-				if r.OursPerSCS <= 0 || r.OursPerFlor <= 0 {
+				if r.OursPerSCS <= 0 || r.OursPerFlor <= 0 || r.RoundsPerSCS.Median <= 0 || r.RoundsPerFloor.Min > r.RoundsPerFloor.Max {
 					t.Errorf("%s: ratios %v %v", r.Workload, r.OursPerSCS, r.OursPerFlor)
 				}
 			}
@@ -80,6 +80,22 @@ func TestRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSpreadOf(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want Spread
+	}{
+		{nil, Spread{}},
+		{[]float64{2}, Spread{2, 2, 2}},
+		{[]float64{3, 1, 2}, Spread{2, 1, 3}},
+		{[]float64{4, 1, 3, 2}, Spread{2.5, 1, 4}},
+	} {
+		if got := spreadOf(tc.in); got != tc.want {
+			t.Errorf("spreadOf(%v) = %+v, want %+v", tc.in, got, tc.want)
+		}
 	}
 }
 
