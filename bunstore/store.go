@@ -192,6 +192,13 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 	if rec.Version > math.MaxInt64 {
 		return core.ErrConflict // no row can have this version
 	}
+	if w, ok := s.recent.newer(rec.ID, rec.Version); ok {
+		// This store wrote a later version: versions only grow, so the
+		// statement could only match no row. Replaying on the remembered
+		// record costs nothing; if another process wrote meanwhile, the
+		// replayed save conflicts in the database and reloads.
+		return s.conflict(rec, w)
+	}
 	var res sql.Result
 	var err error
 	var data []byte
@@ -213,7 +220,10 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 		return fmt.Errorf("bunstore: save: %w", err)
 	}
 	if n == 0 {
-		return s.conflict(rec)
+		if w, ok := s.recent.newer(rec.ID, rec.Version); ok {
+			return s.conflict(rec, w)
+		}
+		return core.ErrConflict
 	}
 	rec.Version++
 	if data == nil {
@@ -224,13 +234,9 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 	return nil
 }
 
-// conflict is Save's error when no row matched: a *core.ConflictError naming
-// the newer record if this store wrote one recently, else core.ErrConflict.
-func (s *Store) conflict(rec *core.Record) error {
-	w, ok := s.recent.newer(rec.ID, rec.Version)
-	if !ok {
-		return core.ErrConflict
-	}
+// conflict is Save's error for rec when this store remembers w, a later
+// write of the same record: a *core.ConflictError naming it.
+func (s *Store) conflict(rec *core.Record, w recentWrite) error {
 	m, err := s.codec.DecodeMap(w.blob)
 	if err != nil {
 		return core.ErrConflict
