@@ -14,13 +14,16 @@
 // One table, by default tower_sessions.session (PostgreSQL, MySQL) or
 // tower_sessions (SQLite), with an index on expiry_date:
 //
-//	            PostgreSQL    MySQL / MariaDB                      SQLite
-//	id          text PK       VARCHAR(128) ascii, ascii_bin PK     TEXT PK
-//	data        bytea         LONGBLOB                             BLOB
-//	expiry_date timestamptz   DATETIME(6), UTC                     INTEGER, µs since the Unix epoch
-//	version     bigint        BIGINT                               INTEGER
+//	            PostgreSQL        MySQL / MariaDB                      SQLite
+//	id          text "C" PK       VARCHAR(128) ascii, ascii_bin PK     TEXT PK
+//	data        bytea             LONGBLOB                             BLOB
+//	expiry_date timestamptz       DATETIME(6), UTC                     INTEGER, µs since the Unix epoch
+//	version     bigint            BIGINT                               INTEGER
 //
-// Ids are case-sensitive everywhere. Expiries keep microseconds on every
+// Ids are case-sensitive everywhere and compared byte by byte (PostgreSQL:
+// COLLATE "C", so a lookup never pays for the database's locale; a table
+// created before that collation keeps working, and ALTER TABLE ... ALTER
+// COLUMN id TYPE text COLLATE "C" converts it). Expiries keep microseconds on every
 // dialect (the store truncates to microseconds), have no 2038 limit, and are
 // compared with a "now" from the application's clock (passed to Load and
 // DeleteExpired), never the database's. The data column holds the record's
@@ -49,6 +52,16 @@
 // statements live on pooled connections: call db.SetMaxIdleConns(n) with the
 // same n as db.SetMaxOpenConns(n), or database/sql (which keeps 2 idle
 // connections by default) re-prepares them as connections churn.
+//
+// Concurrent requests on one session (a page firing several requests at
+// once) make saves collide: the second save's version is outdated. The store
+// remembers its last writes (WithRecentWrites, 1024 records of up to 4 KiB
+// by default), so when the winner was written by this process the loser
+// knows it without asking the database and replays on the remembered
+// record: the collision costs no statement of its own. What is remembered
+// is only a hint; the replayed save is still conditional on its version, so
+// a write by another process meanwhile costs a real reload, never a lost
+// write.
 //
 // Behind PgBouncer in transaction pooling mode, prepared statements need
 // PgBouncer 1.21 or later with max_prepared_statements set.

@@ -154,3 +154,51 @@ func ExampleStore_ContinuouslyDeleteExpired() {
 	fmt.Println(<-stopped)
 	// Output: context deadline exceeded
 }
+
+// Two requests of one browser change the same session at the same time: the
+// one that saves second collides with the first. Both changes survive; and
+// because the first was written by this store, the second replays on the
+// record it remembers instead of reading it back.
+func ExampleWithRecentWrites() {
+	db, done := exampleDB()
+	defer done()
+
+	ctx := context.Background()
+	store, err := bunstore.New(db, bunstore.WithRecentWrites(bunstore.DefaultRecentWrites)) // the default
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	first := core.NewSession(store, "", nil)
+	if err := first.Insert(ctx, "theme", "dark"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := first.Commit(ctx); err != nil {
+		log.Fatal(err)
+	}
+	token := first.Token().String()
+
+	// Both requests read the session before either saves.
+	cart, lang := core.NewSession(store, token, nil), core.NewSession(store, token, nil)
+	if err := cart.Insert(ctx, "cart", []string{"book"}); err != nil {
+		log.Fatal(err)
+	}
+	if err := lang.Insert(ctx, "lang", "fr"); err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range []*core.Session{cart, lang} {
+		if _, err := s.Commit(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	keys, err := core.NewSession(store, token, nil).Keys(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(keys)
+	// Output: [cart lang theme]
+}

@@ -27,6 +27,37 @@ func TestSchemaTypes(t *testing.T) {
 		if err := db.QueryRowContext(ctx, "SELECT indexdef FROM pg_indexes WHERE schemaname = ? AND tablename = ? AND indexdef LIKE '%(expiry_date)%'", s.SchemaName(), s.TableName()).Scan(&idx); err != nil {
 			t.Fatalf("no index on expiry_date: %v", err)
 		}
+		// Ids compare byte by byte, whatever the database's collation, and
+		// a lookup by id (an argument of the default collation) still uses
+		// the primary key.
+		var coll string
+		if err := db.QueryRowContext(ctx, "SELECT collation_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? AND column_name = 'id'", s.SchemaName(), s.TableName()).Scan(&coll); err != nil || coll != "C" {
+			t.Errorf("id collation %q, %v; want C", coll, err)
+		}
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.QueryContext(ctx, "EXPLAIN SELECT data FROM ? WHERE id = ? AND expiry_date > now()", bun.Ident(s.SchemaName()+"."+s.TableName()), string(newID(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for rows.Next() {
+			var l string
+			if err := rows.Scan(&l); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, l)
+		}
+		rows.Close()
+		if p := strings.Join(lines, "\n"); !strings.Contains(p, "Index Scan using "+s.TableName()+"_pkey") {
+			t.Errorf("a lookup by id does not use the primary key:\n%s", p)
+		}
 	})
 	t.Run("mysql", func(t *testing.T) {
 		t.Parallel()
