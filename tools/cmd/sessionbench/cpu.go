@@ -20,6 +20,9 @@ type cpuTimes struct {
 	// gc is the CPU time the Go runtime estimates it spent collecting
 	// garbage (part of self).
 	gc time.Duration
+	// reads and writes count this process's read and write system calls
+	// (sockets included), from /proc/self/io.
+	reads, writes uint64
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
@@ -45,6 +48,7 @@ func readCPU() cpuTimes {
 		return t
 	}
 	t.self, t.ok = self, true
+	t.reads, t.writes = procIO()
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		comm, err := os.ReadFile(filepath.Join(d, "comm"))
@@ -56,6 +60,32 @@ func readCPU() cpuTimes {
 		}
 	}
 	return t
+}
+
+// procIO returns the syscr and syscw counters of /proc/self/io (zero if
+// they cannot be read).
+func procIO() (reads, writes uint64) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		name, val, ok := bytes.Cut(line, []byte(": "))
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(string(bytes.TrimSpace(val)), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch string(name) {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
 }
 
 // procCPU returns utime+stime of one /proc/<pid>/stat file.
@@ -88,6 +118,7 @@ func (t cpuTimes) sub(o cpuTimes) cpuTimes {
 	d := cpuTimes{allocs: t.allocs - o.allocs, allocBytes: t.allocBytes - o.allocBytes, gc: t.gc - o.gc}
 	if t.ok && o.ok {
 		d.self, d.db, d.ok = t.self-o.self, t.db-o.db, true
+		d.reads, d.writes = t.reads-o.reads, t.writes-o.writes
 	}
 	return d
 }

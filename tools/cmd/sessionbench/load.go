@@ -65,6 +65,8 @@ func (s *sample) add(o sample) {
 	s.cpu.allocs += o.cpu.allocs
 	s.cpu.allocBytes += o.cpu.allocBytes
 	s.cpu.gc += o.cpu.gc
+	s.cpu.reads += o.cpu.reads
+	s.cpu.writes += o.cpu.writes
 	s.cpu.ok = o.cpu.ok && (s.cpu.ok || s.rounds == 0)
 	s.rounds++
 	s.latencies = append(s.latencies, o.latencies...)

@@ -96,6 +96,10 @@ type ServerResult struct {
 	// GCMicros is the garbage collector's CPU time per request, as the Go
 	// runtime estimates it (included in AppCPUMicros).
 	GCMicros float64 `json:"gc_cpu_us_per_request"`
+	// ReadCallsPerRequest and WriteCallsPerRequest are this process's read
+	// and write system calls per request (Linux), client side included.
+	ReadCallsPerRequest  float64 `json:"read_syscalls_per_request,omitempty"`
+	WriteCallsPerRequest float64 `json:"write_syscalls_per_request,omitempty"`
 }
 
 // WorkloadResult is one workload on one backend.
@@ -325,6 +329,7 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 
 	var out []WorkloadResult
 	for _, wl := range cfg.workloads {
+		b.tidy = b.runOrDrop(ctx, b.tidy, log)
 		totals := map[string]*sample{}
 		before := map[string]int{}
 		for _, s := range serverNames {
@@ -348,6 +353,7 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 		for round := range cfg.rounds {
 			rate := map[string]float64{}
 			for _, s := range roundOrder(round) {
+				b.settle = b.runOrDrop(ctx, b.settle, log)
 				var smp sample
 				measure := func(ctx context.Context) {
 					cpu0 := readCPU()
@@ -385,6 +391,8 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 			if t.cpu.ok && t.requests > 0 {
 				r.AppCPUMicros = micros(t.cpu.self) / float64(t.requests)
 				r.DBCPUMicros = micros(t.cpu.db) / float64(t.requests)
+				r.ReadCallsPerRequest = float64(t.cpu.reads) / float64(t.requests)
+				r.WriteCallsPerRequest = float64(t.cpu.writes) / float64(t.requests)
 			}
 			if s == serverOurs && b.statements != nil {
 				r.StatementsPerRequest = float64(b.statements.n.Load()-stmts0) / float64(t.requests)
@@ -441,7 +449,8 @@ func cpuNote(s sample) string {
 	n := float64(s.requests)
 	note := fmt.Sprintf(", %.0f allocs (%.0f B, %.0f µs of GC) per request", float64(s.cpu.allocs)/n, float64(s.cpu.allocBytes)/n, micros(s.cpu.gc)/n)
 	if s.cpu.ok {
-		note += fmt.Sprintf(", CPU per request: %.0f µs here, %.0f µs database", micros(s.cpu.self)/n, micros(s.cpu.db)/n)
+		note += fmt.Sprintf(", CPU per request: %.0f µs here, %.0f µs database; %.2f reads and %.2f writes (system calls) per request",
+			micros(s.cpu.self)/n, micros(s.cpu.db)/n, float64(s.cpu.reads)/n, float64(s.cpu.writes)/n)
 	}
 	return note
 }
