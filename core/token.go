@@ -13,8 +13,18 @@ import (
 // base64url.
 const TokenLen = 22
 
-// IDLen is the length of an ID: a SHA-256 digest in unpadded base64url.
-const IDLen = 43
+// IDLen is the length of an ID: the first 128 bits of a SHA-256 digest in
+// unpadded base64url.
+const IDLen = 22
+
+// idBytes is how much of the digest an ID keeps. 128 bits are as hard to
+// invert as the 128-bit token is to guess, and an ID shorter than the whole
+// digest (43 characters) makes every lookup cheaper: on PostgreSQL the read
+// workload measured 0.96x of a hand-written floor with 22-character keys
+// against 0.90x with 43. Two tokens whose IDs collide (a 2^-64 event at 2^32
+// sessions) cannot share a session: Create detects the collision and the
+// Session draws another token.
+const idBytes = 16
 
 // ErrMalformedToken is returned by ParseToken for anything that is not a
 // canonical 22-character base64url token.
@@ -70,15 +80,16 @@ func (t Token) String() string {
 	return string(buf[:])
 }
 
-// ID derives the store key of the token: SHA-256 of its 16 bytes in unpadded
-// base64url (43 characters). The zero Token has the empty ID.
+// ID derives the store key of the token: the first 128 bits of the SHA-256
+// of its 16 bytes, in unpadded base64url (22 characters). The zero Token has
+// the empty ID.
 func (t Token) ID() ID {
 	if !t.valid {
 		return ""
 	}
 	sum := sha256.Sum256(t.b[:])
 	var buf [IDLen]byte
-	base64.RawURLEncoding.Encode(buf[:], sum[:])
+	base64.RawURLEncoding.Encode(buf[:], sum[:idBytes])
 	return ID(buf[:])
 }
 
@@ -101,7 +112,7 @@ func ValidID(id ID) bool {
 	if len(id) != IDLen {
 		return false
 	}
-	var buf [sha256.Size]byte
+	var buf [idBytes]byte
 	n, err := base64.RawURLEncoding.Strict().Decode(buf[:], []byte(id))
-	return err == nil && n == sha256.Size
+	return err == nil && n == idBytes
 }

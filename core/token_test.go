@@ -1,6 +1,8 @@
 package core
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"strings"
 	"testing"
 )
@@ -65,4 +67,27 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("ParseToken(%q) round-trips to %q", s, tok.String())
 		}
 	})
+}
+
+func TestIDDerivation(t *testing.T) {
+	// The ID is the first 128 bits of SHA-256 over the token's 16 bytes, in
+	// unpadded base64url: pinned, because changing it orphans every stored
+	// session.
+	tok, err := ParseToken("AAECAwQFBgcICQoLDA0ODw") // bytes 0x00..0x0f
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [16]byte
+	for i := range b {
+		b[i] = byte(i)
+	}
+	sum := sha256.Sum256(b[:])
+	want := ID(base64.RawURLEncoding.EncodeToString(sum[:16]))
+	if got := tok.ID(); got != want || len(got) != IDLen || !ValidID(got) {
+		t.Fatalf("ID = %q, want %q (%d characters)", got, want, IDLen)
+	}
+	// The 43-character form of earlier versions is not an ID.
+	if ValidID(ID(base64.RawURLEncoding.EncodeToString(sum[:]))) {
+		t.Error("ValidID accepted a whole-digest id")
+	}
 }

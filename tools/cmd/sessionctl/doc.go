@@ -86,7 +86,7 @@
 // Shows a live session: its stored id, expiry, version (the number of writes)
 // and data. TOKEN is the value of the session cookie (for a signed cookie,
 // "TOKEN.SIGNATURE", the token part is used); the database holds only a
-// SHA-256 digest of it, the id, which --id accepts instead. The data is
+// hash of it (128 bits of its SHA-256), the id, which --id accepts instead. The data is
 // decoded from MessagePack without knowing the application's Go types and
 // printed as JSON: maps become objects (non-string keys are written as
 // strings), binary data becomes base64, times become RFC 3339 strings in UTC,
