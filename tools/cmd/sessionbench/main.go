@@ -361,10 +361,10 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 					smp.cpu = readCPU().sub(cpu0)
 				}
 				asClient(cfg.cpuProfile != "", ctx, s, measure)
-				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors%s\n", name, wl, round+1, s,
-					float64(smp.requests-smp.errors)/smp.elapsed.Seconds(), smp.errors, cpuNote(smp))
-				totals[s].add(smp)
 				rate[s] = float64(smp.requests-smp.errors) / smp.elapsed.Seconds()
+				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors%s\n", name, wl, round+1, s,
+					rate[s], smp.errors, cpuNote(smp))
+				totals[s].add(smp)
 			}
 			if err := ctx.Err(); err != nil {
 				return out, err
@@ -383,17 +383,7 @@ func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ 
 				P50Ms:     ms(percentile(t.latencies, 0.50)),
 				P99Ms:     ms(percentile(t.latencies, 0.99)),
 			}
-			if t.requests > 0 {
-				r.AllocsPerRequest = float64(t.cpu.allocs) / float64(t.requests)
-				r.AllocBytesPerRequest = float64(t.cpu.allocBytes) / float64(t.requests)
-				r.GCMicros = micros(t.cpu.gc) / float64(t.requests)
-			}
-			if t.cpu.ok && t.requests > 0 {
-				r.AppCPUMicros = micros(t.cpu.self) / float64(t.requests)
-				r.DBCPUMicros = micros(t.cpu.db) / float64(t.requests)
-				r.ReadCallsPerRequest = float64(t.cpu.reads) / float64(t.requests)
-				r.WriteCallsPerRequest = float64(t.cpu.writes) / float64(t.requests)
-			}
+			r.setCosts(*t)
 			if s == serverOurs && b.statements != nil {
 				r.StatementsPerRequest = float64(b.statements.n.Load()-stmts0) / float64(t.requests)
 			}
@@ -441,16 +431,35 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
-// cpuNote is the CPU part of a round's progress line.
+// setCosts fills r's per-request costs from s: allocations and GC always,
+// CPU times and system calls where /proc could be read.
+func (r *ServerResult) setCosts(s sample) {
+	if s.requests == 0 {
+		return
+	}
+	n := float64(s.requests)
+	r.AllocsPerRequest = float64(s.cpu.allocs) / n
+	r.AllocBytesPerRequest = float64(s.cpu.allocBytes) / n
+	r.GCMicros = micros(s.cpu.gc) / n
+	if s.cpu.ok {
+		r.AppCPUMicros = micros(s.cpu.self) / n
+		r.DBCPUMicros = micros(s.cpu.db) / n
+		r.ReadCallsPerRequest = float64(s.cpu.reads) / n
+		r.WriteCallsPerRequest = float64(s.cpu.writes) / n
+	}
+}
+
+// cpuNote is the costs part of a round's progress line.
 func cpuNote(s sample) string {
 	if s.requests == 0 {
 		return ""
 	}
-	n := float64(s.requests)
-	note := fmt.Sprintf(", %.0f allocs (%.0f B, %.0f µs of GC) per request", float64(s.cpu.allocs)/n, float64(s.cpu.allocBytes)/n, micros(s.cpu.gc)/n)
+	var r ServerResult
+	r.setCosts(s)
+	note := fmt.Sprintf(", %.0f allocs (%.0f B, %.0f µs of GC) per request", r.AllocsPerRequest, r.AllocBytesPerRequest, r.GCMicros)
 	if s.cpu.ok {
 		note += fmt.Sprintf(", CPU per request: %.0f µs here, %.0f µs database; %.2f reads and %.2f writes (system calls) per request",
-			micros(s.cpu.self)/n, micros(s.cpu.db)/n, float64(s.cpu.reads)/n, float64(s.cpu.writes)/n)
+			r.AppCPUMicros, r.DBCPUMicros, r.ReadCallsPerRequest, r.WriteCallsPerRequest)
 	}
 	return note
 }
