@@ -140,7 +140,7 @@ func TestParseFlags(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("parseFlags(%q): %v", tc.args, err)
 		}
-		if tc.ok && tc.args == nil && (cfg.sessions != 200 || cfg.concurrency != 32 || cfg.rounds != 3 || cfg.duration != 5*time.Second || len(cfg.backends) != 3 || len(cfg.workloads) != 3) {
+		if tc.ok && tc.args == nil && (cfg.sessions != defaultSessions || cfg.concurrency != 32 || cfg.rounds != 3 || cfg.duration != 5*time.Second || len(cfg.backends) != 3 || len(cfg.workloads) != 3) {
 			t.Errorf("defaults: %+v", cfg)
 		}
 	}
