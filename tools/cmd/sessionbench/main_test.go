@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -143,5 +147,61 @@ func TestParseFlags(t *testing.T) {
 		if tc.ok && tc.args == nil && (cfg.sessions != defaultSessions || cfg.concurrency != 32 || cfg.rounds != 3 || cfg.duration != 5*time.Second || len(cfg.backends) != 3 || len(cfg.workloads) != 3) {
 			t.Errorf("defaults: %+v", cfg)
 		}
+	}
+}
+
+// TestFloorRow checks that --floor-row gives the floor's SELECT a session's
+// row (the 12-byte blob, the expiry and a version) on every backend, and
+// that the floor still answers through it.
+func TestFloorRow(t *testing.T) {
+	blob, err := hex.DecodeString(floorRowBlob)
+	if err != nil || len(blob) != 12 {
+		t.Fatalf("floorRowBlob: %x, %v", blob, err)
+	}
+	for _, name := range backendNames {
+		t.Run(name, func(t *testing.T) {
+			switch name {
+			case "postgres":
+				bunstoretest.OpenPostgres(t)
+			case "mysql":
+				bunstoretest.OpenMySQL(t)
+			}
+			cfg, err := parseFlags([]string{"--floor-row"}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.db.tempDir = t.TempDir()
+			ctx := context.Background()
+			be, err := openBackend(ctx, name, cfg.db, false, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer be.close()
+			h := be.servers["floor"].srv.Handler
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, pathCounter, nil))
+			cookie, _, _ := strings.Cut(w.Header().Get("Set-Cookie"), ";")
+			r := httptest.NewRequest(http.MethodGet, pathRead, nil)
+			r.Header.Set("Cookie", cookie)
+			w = httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusOK || w.Body.String() != "Current count: 1" {
+				t.Fatalf("read: %d %q", w.Code, w.Body.String())
+			}
+			var (
+				n       int
+				data    []byte
+				expiry  anyScanner
+				version int64
+			)
+			_, token, _ := strings.Cut(cookie, "=")
+			f := h.(*floor)
+			if err := f.load.QueryRowContext(ctx, token, f.arg(time.Now())).Scan(&n, &data, &expiry, &version); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 || !bytes.Equal(data, blob) || expiry.v == nil || version != 1 {
+				t.Fatalf("row: counter %d, data %x, expiry %v, version %d; want 1, %x, a time, 1", n, data, expiry.v, version, blob)
+			}
+		})
 	}
 }

@@ -151,6 +151,7 @@ func scsHandler(sm *scs.SessionManager) http.Handler {
 type floor struct {
 	load, upsert *sql.Stmt
 	arg          func(time.Time) any // expiry column argument
+	row          bool                // load also returns data, expiry, version (dbConfig.floorRow)
 }
 
 const floorCookie = "id"
@@ -165,7 +166,7 @@ func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := 0
 	if c, err := r.Cookie(floorCookie); err == nil && len(c.Value) == 22 {
 		token = c.Value
-		switch err := f.load.QueryRowContext(ctx, token, f.arg(now)).Scan(&n); {
+		switch err := f.scan(f.load.QueryRowContext(ctx, token, f.arg(now)), &n); {
 		case errors.Is(err, sql.ErrNoRows):
 			token = ""
 		case err != nil:
@@ -192,14 +193,42 @@ func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeCount(w, n)
 }
 
-// dbConfig says how to reach the databases and how large the pools are.
+// scan reads the counter of a loaded row, and with row the rest of it, the
+// way bunstore does: the blob into a []byte, the expiry through a Scanner
+// that gets the driver's value as it is.
+func (f *floor) scan(r *sql.Row, n *int) error {
+	if !f.row {
+		return r.Scan(n)
+	}
+	var (
+		data    []byte
+		expiry  anyScanner
+		version int64
+	)
+	return r.Scan(n, &data, &expiry, &version)
+}
+
+// anyScanner takes any column value.
+type anyScanner struct{ v any }
+
+func (a *anyScanner) Scan(v any) error { a.v = v; return nil }
+
+// dbConfig says how to reach the databases, how large the pools are and
+// what the floor's table holds.
 type dbConfig struct {
 	postgresURL string
 	mysqlDSN    string
 	pool        int // PostgreSQL and MySQL pool size (open = idle)
 	sqlitePool  int
 	tempDir     string // where the SQLite file goes
+	// floorRow gives the floor's rows a session's shape: its SELECT also
+	// returns a blob (the 12 bytes of sqlsessions' {"counter": 258}) and a
+	// version besides the expiry, which it scans and does not decode.
+	floorRow bool
 }
+
+// floorRowBlob is the blob of a floor row with floorRow, as a hex string.
+const floorRowBlob = "81a7636f756e746572cd0102"
 
 func randomName() string {
 	var b [6]byte
@@ -229,8 +258,9 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label, countSta
 		scsStore  scs.Store
 		oursOpts  []bunstore.Option
 		fl        = &floor{}
-		floorDDL  []string
-		floorLoad string
+		floorDDL  []string // the first creates the table: %s is for floorCols
+		floorCols string   // the columns floorRow adds
+		floorLoad string   // %s is for the columns it returns
 		floorUps  string
 	)
 	schema := randomName()
@@ -264,11 +294,12 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label, countSta
 		}
 		scsStore = postgresstore.NewWithConfig(sqldb, postgresstore.Config{TableName: schema + ".sessions"})
 		ft := `"` + schema + `".floor`
+		floorCols = `, data BYTEA NOT NULL DEFAULT '\x` + floorRowBlob + `', version BIGINT NOT NULL DEFAULT 1`
 		floorDDL = []string{
-			`CREATE TABLE ` + ft + ` (token TEXT PRIMARY KEY, counter BIGINT NOT NULL, expiry TIMESTAMPTZ NOT NULL)`,
+			`CREATE TABLE ` + ft + ` (token TEXT PRIMARY KEY, counter BIGINT NOT NULL, expiry TIMESTAMPTZ NOT NULL%s)`,
 			`CREATE INDEX floor_expiry_idx ON ` + ft + ` (expiry)`,
 		}
-		floorLoad = `SELECT counter FROM ` + ft + ` WHERE token = $1 AND expiry > $2`
+		floorLoad = `SELECT %s FROM ` + ft + ` WHERE token = $1 AND expiry > $2`
 		floorUps = `INSERT INTO ` + ft + ` (token, counter, expiry) VALUES ($1, $2, $3) ON CONFLICT (token) DO UPDATE SET counter = EXCLUDED.counter, expiry = EXCLUDED.expiry`
 		fl.arg = func(t time.Time) any { return t }
 		b.tidy = []string{
@@ -318,10 +349,11 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label, countSta
 			}
 		}
 		scsStore = mysqlstore.NewWithCleanupInterval(sqldb, 0)
+		floorCols = ", data BLOB NOT NULL DEFAULT x'" + floorRowBlob + "', version BIGINT NOT NULL DEFAULT 1"
 		floorDDL = []string{
-			"CREATE TABLE floor (token CHAR(22) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY, counter BIGINT NOT NULL, expiry DATETIME(6) NOT NULL, INDEX floor_expiry_idx (expiry))",
+			"CREATE TABLE floor (token CHAR(22) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY, counter BIGINT NOT NULL, expiry DATETIME(6) NOT NULL%s, INDEX floor_expiry_idx (expiry))",
 		}
-		floorLoad = "SELECT counter FROM floor WHERE token = ? AND expiry > ?"
+		floorLoad = "SELECT %s FROM floor WHERE token = ? AND expiry > ?"
 		floorUps = "INSERT INTO floor (token, counter, expiry) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE counter = VALUES(counter), expiry = VALUES(expiry)"
 		fl.arg = func(t time.Time) any { return t.UTC() }
 		// InnoDB purges old row versions in the background; ANALYZE
@@ -349,11 +381,12 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label, countSta
 			}
 		}
 		scsStore = sqlite3store.NewWithConfig(bdb.DB, sqlite3store.Config{})
+		floorCols = ", data BLOB NOT NULL DEFAULT x'" + floorRowBlob + "', version INTEGER NOT NULL DEFAULT 1"
 		floorDDL = []string{
-			"CREATE TABLE floor (token TEXT PRIMARY KEY, counter INTEGER NOT NULL, expiry INTEGER NOT NULL)",
+			"CREATE TABLE floor (token TEXT PRIMARY KEY, counter INTEGER NOT NULL, expiry INTEGER NOT NULL%s)",
 			"CREATE INDEX floor_expiry_idx ON floor (expiry)",
 		}
-		floorLoad = "SELECT counter FROM floor WHERE token = ? AND expiry > ?"
+		floorLoad = "SELECT %s FROM floor WHERE token = ? AND expiry > ?"
 		floorUps = "INSERT INTO floor (token, counter, expiry) VALUES (?, ?, ?) ON CONFLICT (token) DO UPDATE SET counter = excluded.counter, expiry = excluded.expiry"
 		fl.arg = func(t time.Time) any { return t.UnixMicro() }
 		b.tidy = []string{"ANALYZE"}
@@ -388,6 +421,11 @@ func openBackend(ctx context.Context, name string, cfg dbConfig, label, countSta
 	sm.Cookie.Secure = false
 
 	// floor
+	cols, returned := "", "counter"
+	if cfg.floorRow {
+		cols, returned, fl.row = floorCols, "counter, data, expiry, version", true
+	}
+	floorDDL[0], floorLoad = fmt.Sprintf(floorDDL[0], cols), fmt.Sprintf(floorLoad, returned)
 	for _, q := range floorDDL {
 		if _, err := sqldb.ExecContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
