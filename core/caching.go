@@ -105,18 +105,22 @@ func (c *CachingStore) evict(id ID) {
 	defer c.mu.Unlock()
 	if e, ok := c.entries[id]; ok {
 		c.removeLocked(e)
-	} else if f, ok := c.inflight[id]; ok {
-		f.evictions++
-		c.inflight[id] = f
+	} else {
+		c.evictedLocked(id)
 	}
 }
 
-// removeLocked drops an entry and tells the calls in flight for its session
-// not to cache what they return: it may be older than what was dropped.
+// removeLocked drops an entry.
 func (c *CachingStore) removeLocked(e *list.Element) {
 	id := e.Value.(*Record).ID
 	c.lru.Remove(e)
 	delete(c.entries, id)
+	c.evictedLocked(id)
+}
+
+// evictedLocked tells the calls in flight for id not to cache what they
+// return: it may be older than what was evicted.
+func (c *CachingStore) evictedLocked(id ID) {
 	if f, ok := c.inflight[id]; ok {
 		f.evictions++
 		c.inflight[id] = f
@@ -127,31 +131,36 @@ func (c *CachingStore) removeLocked(e *list.Element) {
 func (c *CachingStore) Create(ctx context.Context, rec *Record) error {
 	ev := c.begin(rec.ID)
 	err := c.backend.Create(ctx, rec)
-	if err != nil {
-		c.end(rec.ID, ev, nil)
-		return err
+	var created *Record
+	if err == nil {
+		created = rec
 	}
-	c.end(rec.ID, ev, rec)
-	return nil
+	c.end(rec.ID, ev, created)
+	return err
 }
 
 // Save implements Store.
 func (c *CachingStore) Save(ctx context.Context, rec *Record) error {
 	ev := c.begin(rec.ID)
 	err := c.backend.Save(ctx, rec)
-	var ce *ConflictError
+	var (
+		current *Record // what the backend holds now, if known
+		stale   bool    // the entry is outdated or deleted, and current unknown
+		ce      *ConflictError
+	)
 	switch {
 	case err == nil && len(rec.Data) > 0:
-		c.end(rec.ID, ev, rec)
+		current = rec
 	case errors.As(err, &ce) && ce.Current != nil && ce.Current.ID == rec.ID:
 		// The backend named the winner: cache it (end clones it before the
 		// caller, which owns it, replays onto it).
-		c.end(rec.ID, ev, ce.Current)
+		current = ce.Current
 	case err == nil || errors.Is(err, ErrConflict):
-		c.end(rec.ID, ev, nil)
+		stale = true
+	}
+	c.end(rec.ID, ev, current)
+	if stale {
 		c.evict(rec.ID)
-	default:
-		c.end(rec.ID, ev, nil)
 	}
 	return err
 }
