@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing but the headers, so
@@ -60,23 +57,7 @@ func processCPU(b *testing.B) time.Duration {
 func BenchmarkHandler(b *testing.B) {
 	for _, name := range backendNames {
 		b.Run(name, func(b *testing.B) {
-			switch name {
-			case "postgres":
-				bunstoretest.OpenPostgres(b)
-			case "mysql":
-				bunstoretest.OpenMySQL(b)
-			}
-			cfg, err := parseFlags(nil, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg.db.tempDir = b.TempDir()
-			ctx := context.Background()
-			be, err := openBackend(ctx, name, cfg.db, false, false)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer be.close()
+			be := openTestBackend(b, name)
 			for _, wl := range workloadNames {
 				b.Run(wl, func(b *testing.B) {
 					for _, s := range serverNames {

@@ -15,6 +15,42 @@ import (
 	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 )
 
+// testConfig is the configuration args give a test on backend name, with
+// the SQLite file in a temporary directory. A database server that cannot be
+// reached skips the test, or fails it when CI is set.
+func testConfig(tb testing.TB, name string, args ...string) config {
+	tb.Helper()
+	switch name {
+	case "postgres":
+		bunstoretest.OpenPostgres(tb)
+	case "mysql":
+		bunstoretest.OpenMySQL(tb)
+	}
+	cfg, err := parseFlags(args, io.Discard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.db.tempDir = tb.TempDir()
+	return cfg
+}
+
+// openTestBackend opens backend name's three servers as args configure
+// them, for the rest of the test.
+func openTestBackend(tb testing.TB, name string, args ...string) *backend {
+	tb.Helper()
+	cfg := testConfig(tb, name, args...)
+	be, err := openBackend(context.Background(), name, cfg.db, false, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := be.close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return be
+}
+
 // TestRun runs the whole benchmark briefly on every backend and checks that
 // every server answered every workload without errors and that the counter
 // workload increased the seeded sessions' counters. A server that cannot be
@@ -22,20 +58,9 @@ import (
 func TestRun(t *testing.T) {
 	for _, name := range backendNames {
 		t.Run(name, func(t *testing.T) {
-			switch name { // reachability: skip, or fail under CI
-			case "postgres":
-				bunstoretest.OpenPostgres(t)
-			case "mysql":
-				bunstoretest.OpenMySQL(t)
-			}
-			cfg, err := parseFlags([]string{
+			cfg := testConfig(t, name,
 				"--backends", name, "--duration", "200ms", "--warmup", "50ms", "--rounds", "1",
-				"--sessions", "20", "--concurrency", "4", "--pool", "4", "--count-statements",
-			}, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.db.tempDir = t.TempDir()
+				"--sessions", "20", "--concurrency", "4", "--pool", "4", "--count-statements")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			var log strings.Builder
@@ -160,24 +185,7 @@ func TestFloorRow(t *testing.T) {
 	}
 	for _, name := range backendNames {
 		t.Run(name, func(t *testing.T) {
-			switch name {
-			case "postgres":
-				bunstoretest.OpenPostgres(t)
-			case "mysql":
-				bunstoretest.OpenMySQL(t)
-			}
-			cfg, err := parseFlags([]string{"--floor-row"}, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.db.tempDir = t.TempDir()
-			ctx := context.Background()
-			be, err := openBackend(ctx, name, cfg.db, false, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer be.close()
-			h := be.servers["floor"].srv.Handler
+			h := openTestBackend(t, name, "--floor-row").servers["floor"].srv.Handler
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, pathCounter, nil))
 			cookie, _, _ := strings.Cut(w.Header().Get("Set-Cookie"), ";")
@@ -196,7 +204,7 @@ func TestFloorRow(t *testing.T) {
 			)
 			_, token, _ := strings.Cut(cookie, "=")
 			f := h.(*floor)
-			if err := f.load.QueryRowContext(ctx, token, f.arg(time.Now())).Scan(&n, &data, &expiry, &version); err != nil {
+			if err := f.load.QueryRowContext(context.Background(), token, f.arg(time.Now())).Scan(&n, &data, &expiry, &version); err != nil {
 				t.Fatal(err)
 			}
 			if n != 1 || !bytes.Equal(data, blob) || expiry.v == nil || version != 1 {
