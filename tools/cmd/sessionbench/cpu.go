@@ -113,6 +113,17 @@ func procCPU(path string) (time.Duration, bool) {
 	return time.Duration(u+s) * time.Second / clockTick, true
 }
 
+// plus returns the CPU used in t and in o together; the /proc figures only
+// if both have them.
+func (t cpuTimes) plus(o cpuTimes) cpuTimes {
+	s := cpuTimes{allocs: t.allocs + o.allocs, allocBytes: t.allocBytes + o.allocBytes, gc: t.gc + o.gc}
+	if t.ok && o.ok {
+		s.self, s.db, s.ok = t.self+o.self, t.db+o.db, true
+		s.reads, s.writes = t.reads+o.reads, t.writes+o.writes
+	}
+	return s
+}
+
 // sub returns the CPU used between o and t.
 func (t cpuTimes) sub(o cpuTimes) cpuTimes {
 	d := cpuTimes{allocs: t.allocs - o.allocs, allocBytes: t.allocBytes - o.allocBytes, gc: t.gc - o.gc}

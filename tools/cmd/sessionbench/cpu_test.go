@@ -49,3 +49,36 @@ func TestReadCPUCountsThisProcess(t *testing.T) {
 		t.Errorf("%d loops: this process used %v of CPU, want at least 50ms", x, d.self)
 	}
 }
+
+// TestSampleAddsCosts: a workload's total sums its rounds' costs, and keeps
+// the /proc figures only if every round had them.
+func TestSampleAddsCosts(t *testing.T) {
+	round := func(ok bool) sample {
+		return sample{requests: 10, elapsed: time.Second, cpu: cpuTimes{
+			self: time.Millisecond, db: 2 * time.Millisecond, ok: ok,
+			allocs: 100, allocBytes: 1000, gc: time.Microsecond, reads: 5, writes: 3,
+		}}
+	}
+	var total sample
+	total.add(round(true))
+	total.add(round(true))
+	want := cpuTimes{self: 2 * time.Millisecond, db: 4 * time.Millisecond, ok: true,
+		allocs: 200, allocBytes: 2000, gc: 2 * time.Microsecond, reads: 10, writes: 6}
+	if total.cpu != want || total.requests != 20 || total.elapsed != 2*time.Second {
+		t.Fatalf("two rounds add to %+v, want %+v", total, want)
+	}
+	for _, rounds := range [][]bool{{true, false}, {false, true}, {false}} {
+		var total sample
+		for _, ok := range rounds {
+			total.add(round(ok))
+		}
+		var r ServerResult
+		r.setCosts(total)
+		if total.cpu.ok || r.AppCPUMicros != 0 || r.ReadCallsPerRequest != 0 {
+			t.Errorf("rounds with /proc %v: %+v, costs %+v; want no CPU figures", rounds, total.cpu, r)
+		}
+		if r.AllocsPerRequest != 10 {
+			t.Errorf("rounds with /proc %v: %v allocations per request, want 10", rounds, r.AllocsPerRequest)
+		}
+	}
+}

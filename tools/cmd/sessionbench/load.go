@@ -50,7 +50,6 @@ type sample struct {
 	elapsed   time.Duration
 	latencies []time.Duration // of successful requests
 	cpu       cpuTimes        // used during the round (this process, the database)
-	rounds    int             // samples added into this one
 }
 
 func (s *sample) add(o sample) {
@@ -59,16 +58,12 @@ func (s *sample) add(o sample) {
 	if s.firstErr == "" {
 		s.firstErr = o.firstErr
 	}
+	if s.elapsed == 0 { // nothing added yet: every round takes time
+		s.cpu = o.cpu
+	} else {
+		s.cpu = s.cpu.plus(o.cpu)
+	}
 	s.elapsed += o.elapsed
-	s.cpu.self += o.cpu.self
-	s.cpu.db += o.cpu.db
-	s.cpu.allocs += o.cpu.allocs
-	s.cpu.allocBytes += o.cpu.allocBytes
-	s.cpu.gc += o.cpu.gc
-	s.cpu.reads += o.cpu.reads
-	s.cpu.writes += o.cpu.writes
-	s.cpu.ok = o.cpu.ok && (s.cpu.ok || s.rounds == 0)
-	s.rounds++
 	s.latencies = append(s.latencies, o.latencies...)
 }
 
