@@ -38,7 +38,7 @@ func TestConformanceCaching(t *testing.T) {
 		}
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			s := core.NewCachingStore(bunstoretest.NewStore(t, d.Open(t)), 100)
+			s := core.NewCachingStore(bunstoretest.NewStore(t, d.Open(t)), core.CachingOptions{MaxEntries: 100})
 			storetest.Run(t, func(*testing.T) core.Store { return s })
 		})
 	}

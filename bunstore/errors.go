@@ -6,6 +6,10 @@ import (
 	"strings"
 )
 
+// ErrTableLayout is returned by Migrate when the table exists with columns
+// the store cannot work with (another library's table under the same name).
+var ErrTableLayout = errors.New("bunstore: the session table has another layout")
+
 // isMySQLDuplicate reports whether err is MySQL's ER_DUP_ENTRY (1062). The
 // store does not import a MySQL driver: it reads the Number field of
 // go-sql-driver/mysql's *MySQLError (or any error with a uint16 Number

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,8 +22,15 @@ import (
 //
 // The columns are id (text; on MySQL ascii with binary, case-sensitive
 // collation), data (bytea / LONGBLOB / BLOB), expiry_date (timestamptz /
-// DATETIME(6) in UTC / INTEGER microseconds since the Unix epoch) and version
-// (BIGINT).
+// DATETIME(6) in UTC / INTEGER microseconds since the Unix epoch), version
+// (BIGINT), created_at (like expiry_date, NULL when unknown) and user_key
+// (text, NULL for none), with indexes on expiry_date and user_key.
+//
+// A table made by an earlier release is upgraded in place: the columns and
+// indexes it lacks are added, and its rows keep loading and saving. A table
+// of another layout (tower-sessions' own table has no version column) makes
+// Migrate fail with an error naming the columns it found, rather than
+// succeed and break every later query.
 func (s *Store) Migrate(ctx context.Context) error {
 	if s.closed.Load() {
 		return ErrClosed
@@ -84,8 +93,106 @@ func (s *Store) migratePG(ctx context.Context) error {
 				return err
 			}
 		}
-		return nil
+		return s.checkLayout(ctx, tx)
 	})
+}
+
+// tableColumns returns the columns of the store's table.
+func (s *Store) tableColumns(ctx context.Context, db bun.IConn) (map[string]bool, error) {
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	switch s.dialect {
+	case dialect.SQLite:
+		rows, err = db.QueryContext(ctx, "SELECT name FROM pragma_table_info(?)", s.table)
+	default:
+		rows, err = db.QueryContext(ctx, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.schema, s.table)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		cols[strings.ToLower(name)] = true
+	}
+	return cols, rows.Err()
+}
+
+// checkLayout fails unless the table has every column the store uses.
+func (s *Store) checkLayout(ctx context.Context, db bun.IConn) error {
+	cols, err := s.tableColumns(ctx, db)
+	if err != nil {
+		return err
+	}
+	return s.layoutError(cols)
+}
+
+func (s *Store) layoutError(cols map[string]bool) error {
+	var missing []string
+	for _, c := range []string{"id", "data", "expiry_date", "version", "created_at", "user_key"} {
+		if !cols[c] {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	found := slices.Sorted(maps.Keys(cols))
+	hint := ""
+	if !cols["version"] && cols["id"] && cols["data"] && cols["expiry_date"] {
+		hint = " (this looks like tower-sessions' own table, whose records sqlsessions cannot read: give the store another table with WithTableName)"
+	}
+	return fmt.Errorf("%w: table %s has columns (%s) and lacks (%s)%s",
+		ErrTableLayout, s.qualifiedName(), strings.Join(found, ", "), strings.Join(missing, ", "), hint)
+}
+
+// qualifiedName is the table's name as a message shows it.
+func (s *Store) qualifiedName() string {
+	if s.schema == "" {
+		return s.table
+	}
+	return s.schema + "." + s.table
+}
+
+// addMissingColumns adds created_at and user_key to a table made before
+// they existed (MySQL has no ADD COLUMN IF NOT EXISTS, SQLite neither).
+// The caller holds the migration lock or a write transaction.
+func (s *Store) addMissingColumns(ctx context.Context, db bun.IConn) error {
+	cols, err := s.tableColumns(ctx, db)
+	if err != nil {
+		return err
+	}
+	if !cols["id"] || !cols["expiry_date"] || !cols["version"] {
+		return s.layoutError(cols) // not ours: change nothing
+	}
+	table := bun.Ident(s.table)
+	if s.schema != "" {
+		table = bun.Ident(s.schema + "." + s.table)
+	}
+	timeType, userType := "INTEGER", "TEXT"
+	if s.dialect == dialect.MySQL {
+		timeType, userType = "DATETIME(6) NULL", mysqlUserKeyType+" NULL"
+	}
+	for _, c := range []struct{ name, typ string }{{"created_at", timeType}, {"user_key", userType}} {
+		if cols[c.name] {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, "ALTER TABLE ? ADD COLUMN ? "+c.typ, table, bun.Ident(c.name)); err != nil {
+			return err
+		}
+		if s.dialect == dialect.MySQL && c.name == "user_key" {
+			if _, err := db.ExecContext(ctx, "ALTER TABLE ? ADD INDEX user_key_idx (user_key)", table); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Store) migrateMySQL(ctx context.Context) (err error) {
@@ -113,16 +220,25 @@ func (s *Store) migrateMySQL(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	return nil
+	if err := s.addMissingColumns(ctx, conn); err != nil {
+		return err
+	}
+	return s.checkLayout(ctx, conn)
 }
 
 func (s *Store) migrateSQLite(ctx context.Context) error {
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		for _, q := range s.st.migrate {
+		if _, err := tx.ExecContext(ctx, s.st.migrate[0]); err != nil {
+			return err
+		}
+		if err := s.addMissingColumns(ctx, tx); err != nil {
+			return err
+		}
+		for _, q := range s.st.migrate[1:] {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.checkLayout(ctx, tx)
 	})
 }

@@ -39,6 +39,8 @@ type recentWrite struct {
 	version uint64
 	blob    []byte // encoded data, never modified
 	expiry  time.Time
+	created time.Time
+	user    string
 }
 
 func newRecentWrites(n int) *recentWrites {
@@ -59,7 +61,7 @@ func (r *recentWrites) shard(id core.ID) *recentShard {
 // put remembers that id is at version with data blob. An older version
 // never replaces a newer one (two saves of one session can finish in either
 // order); a blob too large to keep drops what was remembered.
-func (r *recentWrites) put(id core.ID, version uint64, blob []byte, expiry time.Time) {
+func (r *recentWrites) put(id core.ID, version uint64, blob []byte, expiry, created time.Time, user string) {
 	if r == nil {
 		return
 	}
@@ -83,7 +85,7 @@ func (r *recentWrites) put(id core.ID, version uint64, blob []byte, expiry time.
 			break
 		}
 	}
-	sh.m[id] = recentWrite{version: version, blob: blob, expiry: expiry}
+	sh.m[id] = recentWrite{version: version, blob: blob, expiry: expiry, created: created, user: user}
 }
 
 // newer returns what is remembered of id if it is newer than version.
@@ -108,4 +110,17 @@ func (r *recentWrites) forget(id core.ID) {
 	sh.mu.Lock()
 	delete(sh.m, id)
 	sh.mu.Unlock()
+}
+
+// forgetAll drops everything (many sessions were deleted at once).
+func (r *recentWrites) forgetAll() {
+	if r == nil {
+		return
+	}
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
 }

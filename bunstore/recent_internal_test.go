@@ -12,7 +12,7 @@ func TestRecentWritesBounded(t *testing.T) {
 	r := newRecentWrites(64)
 	exp := time.Now()
 	for i := range 10_000 {
-		r.put(core.ID(fmt.Sprintf("id-%05d", i)), 1, []byte{0x80}, exp)
+		r.put(core.ID(fmt.Sprintf("id-%05d", i)), 1, []byte{0x80}, exp, time.Time{}, "")
 	}
 	total := 0
 	for i := range r.shards {
@@ -29,7 +29,7 @@ func TestRecentWritesBounded(t *testing.T) {
 		t.Error("newRecentWrites(0) is not off")
 	}
 	var off *recentWrites // off: every method is a no-op
-	off.put("x", 1, nil, exp)
+	off.put("x", 1, nil, exp, time.Time{}, "")
 	off.forget("x")
 	if _, ok := off.newer("x", 0); ok {
 		t.Error("a disabled cache remembered something")
@@ -39,19 +39,19 @@ func TestRecentWritesBounded(t *testing.T) {
 func TestRecentWritesKeepsNewest(t *testing.T) {
 	r := newRecentWrites(16)
 	exp := time.Now()
-	r.put("a", 3, []byte("v3"), exp)
-	r.put("a", 2, []byte("v2"), exp) // finished later, but older
+	r.put("a", 3, []byte("v3"), exp, time.Time{}, "")
+	r.put("a", 2, []byte("v2"), exp, time.Time{}, "") // finished later, but older
 	if w, ok := r.newer("a", 1); !ok || w.version != 3 || string(w.blob) != "v3" {
 		t.Errorf("newer = %+v, %v; want version 3", w, ok)
 	}
 	if _, ok := r.newer("a", 3); ok {
 		t.Error("version 3 is not newer than 3")
 	}
-	r.put("a", 4, make([]byte, maxRecentBlob+1), exp)
+	r.put("a", 4, make([]byte, maxRecentBlob+1), exp, time.Time{}, "")
 	if _, ok := r.newer("a", 0); ok {
 		t.Error("an oversized write left the older entry behind")
 	}
-	r.put("b", 1, []byte("v1"), exp)
+	r.put("b", 1, []byte("v1"), exp, time.Time{}, "")
 	r.forget("b")
 	if _, ok := r.newer("b", 0); ok {
 		t.Error("forget kept the entry")

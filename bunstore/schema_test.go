@@ -21,7 +21,8 @@ func TestSchemaTypes(t *testing.T) {
 		db := bunstoretest.OpenPostgres(t)
 		s := bunstoretest.NewStore(t, db)
 		got := columnTypes(t, db, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
-		want := map[string]string{"id": "text", "data": "bytea", "expiry_date": "timestamp with time zone", "version": "bigint"}
+		want := map[string]string{"id": "text", "data": "bytea", "expiry_date": "timestamp with time zone", "version": "bigint",
+			"created_at": "timestamp with time zone", "user_key": "text"}
 		checkTypes(t, got, want)
 		var idx string
 		if err := db.QueryRowContext(ctx, "SELECT indexdef FROM pg_indexes WHERE schemaname = ? AND tablename = ? AND indexdef LIKE '%(expiry_date)%'", s.SchemaName(), s.TableName()).Scan(&idx); err != nil {
@@ -64,7 +65,8 @@ func TestSchemaTypes(t *testing.T) {
 		db := bunstoretest.OpenMySQL(t)
 		s := bunstoretest.NewStore(t, db)
 		got := columnTypes(t, db, "SELECT column_name, CONCAT(column_type, ' ', COALESCE(collation_name, '')) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
-		want := map[string]string{"id": "varchar(128) ascii_bin", "data": "longblob", "expiry_date": "datetime(6)", "version": "bigint(20)"}
+		want := map[string]string{"id": "varchar(128) ascii_bin", "data": "longblob", "expiry_date": "datetime(6)", "version": "bigint(20)",
+			"created_at": "datetime(6)", "user_key": "varchar(255) utf8mb4_bin"}
 		if strings.HasPrefix(got["version"], "bigint") {
 			want["version"] = got["version"] // MySQL 8 drops the display width
 		}
@@ -79,7 +81,7 @@ func TestSchemaTypes(t *testing.T) {
 		db := bunstoretest.OpenSQLite(t)
 		s := bunstoretest.NewStore(t, db)
 		got := columnTypes(t, db, "SELECT name, type FROM pragma_table_info(?)", s.TableName())
-		checkTypes(t, got, map[string]string{"id": "text", "data": "blob", "expiry_date": "integer", "version": "integer"})
+		checkTypes(t, got, map[string]string{"id": "text", "data": "blob", "expiry_date": "integer", "version": "integer", "created_at": "integer", "user_key": "text"})
 		// Stored as an integer (numeric comparisons), in microseconds.
 		exp := time.Date(2040, 1, 2, 3, 4, 5, 678901000, time.UTC)
 		rec := newRecord(t, s, exp, "k", "v")

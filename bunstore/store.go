@@ -49,7 +49,10 @@ type Store struct {
 
 	st                                            *statements
 	create, save, deleteVersion, load, del, purge lazyStmt
+	take, takeSelect, userSessions, deleteUser    lazyStmt
 }
+
+var _ core.UserStore = (*Store)(nil)
 
 var _ core.Store = (*Store)(nil)
 
@@ -126,6 +129,10 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 	s.load.query = st.load
 	s.del.query = st.delete
 	s.purge.query = st.deleteExpired
+	s.take.query = st.take
+	s.takeSelect.query = st.takeSelect
+	s.userSessions.query = st.userSessions
+	s.deleteUser.query = st.deleteUser
 	return s, nil
 }
 
@@ -145,7 +152,7 @@ func (s *Store) TableName() string { return s.table }
 func (s *Store) Close() error {
 	s.closed.Store(true)
 	var errs []error
-	for _, l := range []*lazyStmt{&s.create, &s.save, &s.deleteVersion, &s.load, &s.del, &s.purge} {
+	for _, l := range []*lazyStmt{&s.create, &s.save, &s.deleteVersion, &s.load, &s.del, &s.purge, &s.take, &s.takeSelect, &s.userSessions, &s.deleteUser} {
 		errs = append(errs, l.close())
 	}
 	return errors.Join(errs...)
@@ -162,7 +169,7 @@ func (s *Store) Create(ctx context.Context, rec *core.Record) error {
 	if err != nil {
 		return fmt.Errorf("bunstore: create: encoding the record: %w", err)
 	}
-	res, err := s.exec(ctx, &s.create, string(rec.ID), data, s.expiryArg(rec.Expiry))
+	res, err := s.exec(ctx, &s.create, string(rec.ID), data, s.expiryArg(rec.Expiry), s.createdArg(rec.Created), userArg(rec.User))
 	if err != nil {
 		if s.dialect == dialect.MySQL && isMySQLDuplicate(err) {
 			return core.ErrCollision
@@ -177,7 +184,7 @@ func (s *Store) Create(ctx context.Context, rec *core.Record) error {
 		return core.ErrCollision
 	}
 	rec.Version = 1
-	s.recent.put(rec.ID, 1, data, storedTime(rec.Expiry))
+	s.recent.put(rec.ID, 1, data, storedTime(rec.Expiry), storedTime(rec.Created), rec.User)
 	return nil
 }
 
@@ -209,7 +216,7 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 		if err != nil {
 			return fmt.Errorf("bunstore: save: encoding the record: %w", err)
 		}
-		res, err = s.exec(ctx, &s.save, data, s.expiryArg(rec.Expiry), string(rec.ID), int64(rec.Version))
+		res, err = s.exec(ctx, &s.save, data, s.expiryArg(rec.Expiry), userArg(rec.User), string(rec.ID), int64(rec.Version))
 	}
 	var n int64
 	if err == nil {
@@ -229,7 +236,7 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 	if data == nil {
 		s.recent.forget(rec.ID)
 	} else {
-		s.recent.put(rec.ID, rec.Version, data, storedTime(rec.Expiry))
+		s.recent.put(rec.ID, rec.Version, data, storedTime(rec.Expiry), storedTime(rec.Created), rec.User)
 	}
 	return nil
 }
@@ -241,44 +248,192 @@ func (s *Store) conflict(rec *core.Record, w recentWrite) error {
 	if err != nil {
 		return core.ErrConflict
 	}
-	return &core.ConflictError{Current: &core.Record{ID: rec.ID, Data: m, Expiry: w.expiry, Version: w.version}}
+	return &core.ConflictError{Current: &core.Record{ID: rec.ID, Data: m, Expiry: w.expiry, Version: w.version, Created: w.created, User: w.user}}
 }
 
 // Load returns the record id in one statement, or (nil, nil) if it is
-// missing or expired at now. A row whose data cannot be decoded is an error
+// missing or expired at now. A row that cannot be read whole (undecodable
+// data, an expiry or version of the wrong type or out of range) is an error
 // wrapping core.ErrCorruptRecord.
 func (s *Store) Load(ctx context.Context, id core.ID, now time.Time) (*core.Record, error) {
 	// One allocation holds every scan destination and argument.
-	r := new(loadRow)
-	r.sc = expiryScanner{t: &r.expiry, mysql: s.dialect == dialect.MySQL}
+	r := new(rowScan)
+	r.init(s.dialect)
 	r.args = [2]any{string(id), s.expiryArg(now)}
-	err := s.queryRow(ctx, &s.load, r.args[:], &r.data, &r.sc, &r.version)
+	err := s.queryRow(ctx, &s.load, r.args[:], r.dest[:]...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: load: %w", err)
 	}
-	m, err := s.codec.DecodeMap(r.data)
+	rec, err := r.record(s.codec, id)
+	if err != nil {
+		return nil, fmt.Errorf("bunstore: load %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+// Take deletes the record id and returns it as it was, in one statement
+// (DELETE ... RETURNING) on PostgreSQL and SQLite, and in a transaction
+// that locks the row first on MySQL, which has no RETURNING. It returns
+// (nil, nil) if the record is missing or expired at now.
+func (s *Store) Take(ctx context.Context, id core.ID, now time.Time) (*core.Record, error) {
+	s.recent.forget(id)
+	r := new(rowScan)
+	r.init(s.dialect)
+	var err error
+	if s.dialect == dialect.MySQL {
+		err = s.takeMySQL(ctx, id, r)
+	} else {
+		err = s.queryRow(ctx, &s.take, []any{string(id)}, r.dest[:]...)
+	}
+	s.recent.forget(id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bunstore: take: %w", err)
+	}
+	rec, err := r.record(s.codec, id)
+	if err != nil {
+		return nil, fmt.Errorf("bunstore: take %s: %w", id, err)
+	}
+	if rec.Expired(now) {
+		return nil, nil
+	}
+	return rec, nil
+}
+
+func (s *Store) takeMySQL(ctx context.Context, id core.ID, r *rowScan) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	tx, err := s.sqldb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	sel, err := s.takeSelect.get(ctx, s.sqldb, &s.closed)
+	if err != nil {
+		return err
+	}
+	del, err := s.del.get(ctx, s.sqldb, &s.closed)
+	if err != nil {
+		return err
+	}
+	args := []any{string(id)}
+	qctx, ev := s.before(ctx, s.takeSelect.query, args)
+	err = tx.StmtContext(qctx, sel).QueryRowContext(qctx, args...).Scan(r.dest[:]...)
+	s.after(qctx, ev, nil, err)
+	if err != nil {
+		return err
+	}
+	qctx, ev = s.before(ctx, s.del.query, args)
+	res, err := tx.StmtContext(qctx, del).ExecContext(qctx, args...)
+	s.after(qctx, ev, res, err)
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// rowScan is what Load and Take scan one row into: every column through a
+// scanner that records a value of the wrong type or range instead of
+// failing the scan, so such a row is reported corrupt, not as a database
+// error.
+type rowScan struct {
+	data    []byte
+	expiry  timeScanner
+	created timeScanner
+	version versionScanner
+	user    sql.NullString
+	dest    [5]any
+	args    [2]any
+}
+
+func (r *rowScan) init(d dialect.Name) {
+	r.expiry.mysql, r.created.mysql = d == dialect.MySQL, d == dialect.MySQL
+	r.created.nullable = true
+	r.dest = [5]any{&r.data, &r.expiry, &r.version, &r.created, &r.user}
+}
+
+// record decodes the scanned row.
+func (r *rowScan) record(codec core.Codec, id core.ID) (*core.Record, error) {
+	for _, err := range []error{r.expiry.err, r.version.err, r.created.err} {
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", core.ErrCorruptRecord, err)
+		}
+	}
+	m, err := codec.DecodeMap(r.data)
 	if err != nil {
 		if !errors.Is(err, core.ErrCorruptRecord) {
 			err = fmt.Errorf("%w: %w", core.ErrCorruptRecord, err)
 		}
-		return nil, fmt.Errorf("bunstore: load %s: %w", id, err)
+		return nil, err
 	}
-	if r.version < 0 {
-		return nil, fmt.Errorf("bunstore: load %s: %w: negative version %d", id, core.ErrCorruptRecord, r.version)
-	}
-	return &core.Record{ID: id, Data: m, Expiry: r.expiry, Version: uint64(r.version)}, nil
+	return &core.Record{ID: id, Data: m, Expiry: r.expiry.t, Version: r.version.v, Created: r.created.t, User: r.user.String}, nil
 }
 
-// loadRow is what Load scans one row into.
-type loadRow struct {
-	data    []byte
-	expiry  time.Time
-	version int64
-	sc      expiryScanner
-	args    [2]any
+// UserSessions lists the live sessions of user, oldest first, in one
+// statement using the user_key index.
+func (s *Store) UserSessions(ctx context.Context, user string, now time.Time) ([]core.SessionInfo, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	args := []any{user, s.expiryArg(now)}
+	qctx, ev := s.before(ctx, s.userSessions.query, args)
+	st, err := s.userSessions.get(qctx, s.sqldb, &s.closed)
+	var out []core.SessionInfo
+	if err == nil {
+		out, err = s.scanInfos(qctx, st, args)
+	}
+	s.after(qctx, ev, nil, err)
+	if err != nil {
+		return nil, fmt.Errorf("bunstore: user sessions: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) scanInfos(ctx context.Context, st *sql.Stmt, args []any) ([]core.SessionInfo, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []core.SessionInfo
+	mysql := s.dialect == dialect.MySQL
+	for rows.Next() {
+		var (
+			id       string
+			exp, cre = timeScanner{mysql: mysql}, timeScanner{mysql: mysql, nullable: true}
+		)
+		if err := rows.Scan(&id, &cre, &exp); err != nil {
+			return nil, err
+		}
+		if exp.err != nil || cre.err != nil {
+			continue // unreadable: not a session anyone can use
+		}
+		out = append(out, core.SessionInfo{ID: core.ID(id), Created: cre.t, Expiry: exp.t})
+	}
+	return out, rows.Err()
+}
+
+// DeleteUserSessions deletes the sessions of user except the one whose id
+// is except, in one statement using the user_key index.
+func (s *Store) DeleteUserSessions(ctx context.Context, user string, except core.ID) (int64, error) {
+	res, err := s.exec(ctx, &s.deleteUser, user, string(except))
+	if err != nil {
+		return 0, fmt.Errorf("bunstore: delete user sessions: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("bunstore: delete user sessions: %w", err)
+	}
+	if n > 0 {
+		s.recent.forgetAll()
+	}
+	return n, nil
 }
 
 // Delete removes the record id, if any, in one statement.

@@ -1,9 +1,12 @@
 package bunstore
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/uptrace/bun/dialect"
 )
 
@@ -35,40 +38,112 @@ func (s *Store) expiryArg(t time.Time) any {
 // storedTime is t as every dialect stores it: UTC, whole microseconds.
 func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// expiryScanner reads an expiry column back as a UTC time.Time, whatever
-// form the driver returns it in.
-type expiryScanner struct {
-	t     *time.Time
-	mysql bool
+// createdArg is expiryArg for the nullable created_at column: NULL for the
+// zero time (unknown).
+func (s *Store) createdArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return s.expiryArg(t)
 }
 
-func (e *expiryScanner) Scan(src any) error {
+// userArg is the user_key column's value: NULL for no user, so the partial
+// index holds only bound sessions.
+func userArg(user string) any {
+	if user == "" {
+		return nil
+	}
+	return user
+}
+
+// timeScanner reads a time column back as a UTC time.Time, whatever form
+// the driver returns it in. A value that is not a time the store could have
+// written (PostgreSQL's infinity, text in SQLite's integer column, a
+// timestamp beyond core.MaxDeadline) is kept in err rather than failing the
+// scan, so the row is reported corrupt instead of breaking every request.
+type timeScanner struct {
+	t        time.Time
+	err      error
+	mysql    bool
+	nullable bool
+}
+
+func (e *timeScanner) Scan(src any) error {
+	e.t, e.err = time.Time{}, nil
 	switch v := src.(type) {
+	case nil:
+		if !e.nullable {
+			e.err = errors.New("NULL time")
+		}
+		return nil
 	case time.Time:
 		if e.mysql {
 			// DATETIME has no zone: the driver labelled the stored UTC
 			// wall clock with its loc. Keep the wall clock, as UTC.
-			*e.t = time.Date(v.Year(), v.Month(), v.Day(), v.Hour(), v.Minute(), v.Second(), v.Nanosecond(), time.UTC)
+			e.t = time.Date(v.Year(), v.Month(), v.Day(), v.Hour(), v.Minute(), v.Second(), v.Nanosecond(), time.UTC)
 		} else {
-			*e.t = v.UTC()
+			e.t = v.UTC()
 		}
 	case int64:
-		*e.t = time.UnixMicro(v).UTC()
+		if v < minStoredMicros || v > maxStoredMicros {
+			e.err = fmt.Errorf("time %d µs is out of range", v)
+			return nil
+		}
+		e.t = time.UnixMicro(v).UTC()
 	case []byte:
-		return e.parse(string(v))
+		e.parse(string(v))
 	case string:
-		return e.parse(v)
+		e.parse(v)
 	default:
-		return fmt.Errorf("bunstore: cannot read expiry_date from %T", src)
+		e.err = fmt.Errorf("cannot read a time from %T", src)
+	}
+	if e.err == nil && e.t.After(core.MaxDeadline) {
+		e.err = fmt.Errorf("time %v is beyond %v", e.t, core.MaxDeadline)
 	}
 	return nil
 }
 
-func (e *expiryScanner) parse(s string) error {
+// Microseconds since the epoch of the first and last times a store writes.
+var (
+	minStoredMicros = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	maxStoredMicros = core.MaxDeadline.UnixMicro()
+)
+
+func (e *timeScanner) parse(s string) {
 	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999999", s, time.UTC)
 	if err != nil {
-		return fmt.Errorf("bunstore: cannot read expiry_date %q: %w", s, err)
+		e.err = fmt.Errorf("cannot read a time from %q", s)
+		return
 	}
-	*e.t = t
+	e.t = t
+}
+
+// versionScanner reads the version column, keeping a value that is not a
+// positive 64-bit integer (SQLite turns an overflowing integer into a REAL)
+// in err.
+type versionScanner struct {
+	v   uint64
+	err error
+}
+
+func (e *versionScanner) Scan(src any) error {
+	e.v, e.err = 0, nil
+	switch v := src.(type) {
+	case int64:
+		if v < 0 {
+			e.err = fmt.Errorf("negative version %d", v)
+			return nil
+		}
+		e.v = uint64(v)
+	case []byte:
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil || n < 0 {
+			e.err = fmt.Errorf("version %q is not a non-negative integer", v)
+			return nil
+		}
+		e.v = uint64(n)
+	default:
+		e.err = fmt.Errorf("version of type %T is not an integer", src)
+	}
 	return nil
 }

@@ -108,13 +108,13 @@ func TestCachingStoreNeverGoesBack(t *testing.T) {
 			if err := backend.Create(ctx, record(id, 0, "first")); err != nil {
 				t.Fatal(err)
 			}
-			c := core.NewCachingStore(backend, tc.size)
+			c := core.NewCachingStore(backend, core.CachingOptions{MaxEntries: tc.size})
 			if _, err := c.Load(ctx, id, time.Now()); err != nil { // cached at version 1
 				t.Fatal(err)
 			}
 			if tc.point == "load-after" {
 				// The paused load must miss the cache.
-				c = core.NewCachingStore(backend, tc.size)
+				c = core.NewCachingStore(backend, core.CachingOptions{MaxEntries: tc.size})
 			}
 			backend.pauseNext(tc.point)
 			done := make(chan struct{})

@@ -48,18 +48,44 @@ func (e Expiry) Inactivity() (time.Duration, bool) { return e.d, e.kind == expir
 // DateTime returns the time of an AtDateTime expiry.
 func (e Expiry) DateTime() (time.Time, bool) { return e.at, e.kind == expiryAt }
 
-// Deadline is when a record saved at now with this expiry stops being valid.
+// Deadlines are kept between MinDeadline and MaxDeadline, the range every
+// store holds (MySQL's DATETIME ends with the year 9999, and SQLite's
+// microseconds since the epoch overflow in the year 294247): an expiry
+// beyond them is clamped where it is computed, so a record never saves with
+// a deadline that a store cannot write or read back.
+var (
+	// MinDeadline is the earliest deadline a record gets: any earlier one
+	// has passed anyway.
+	MinDeadline = time.Unix(0, 0).UTC()
+	// MaxDeadline is the latest deadline a record gets: the last
+	// microsecond of the year 9999.
+	MaxDeadline = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
+// clampDeadline keeps t within [MinDeadline, MaxDeadline], in UTC.
+func clampDeadline(t time.Time) time.Time {
+	switch {
+	case t.Before(MinDeadline):
+		return MinDeadline
+	case t.After(MaxDeadline):
+		return MaxDeadline
+	}
+	return t.UTC()
+}
+
+// Deadline is when a record saved at now with this expiry stops being
+// valid, clamped to [MinDeadline, MaxDeadline].
 func (e Expiry) Deadline(now time.Time, sessionEndLifetime time.Duration) time.Time {
 	switch e.kind {
 	case expiryInactivity:
-		return now.Add(e.d).UTC()
+		return clampDeadline(now.Add(e.d))
 	case expiryAt:
-		return e.at
+		return clampDeadline(e.at)
 	default:
 		if sessionEndLifetime <= 0 {
 			sessionEndLifetime = DefaultSessionEndLifetime
 		}
-		return now.Add(sessionEndLifetime).UTC()
+		return clampDeadline(now.Add(sessionEndLifetime))
 	}
 }
 
@@ -106,9 +132,9 @@ func (e Expiry) MaxAge(now time.Time) (seconds int, ok bool) {
 	var left time.Duration
 	switch e.kind {
 	case expiryInactivity:
-		left = e.d
+		left = min(e.d, MaxDeadline.Sub(now))
 	case expiryAt:
-		left = e.at.Sub(now)
+		left = clampDeadline(e.at).Sub(now)
 	default:
 		return 0, false
 	}

@@ -16,9 +16,13 @@ func TestZeroMemoryStoreConformance(t *testing.T) {
 }
 
 func TestCachingStoreConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) core.Store { return core.NewCachingStore(core.NewMemoryStore(), 64) })
+	storetest.Run(t, func(t *testing.T) core.Store {
+		return core.NewCachingStore(core.NewMemoryStore(), core.CachingOptions{MaxEntries: 64})
+	})
 	// A cache smaller than the working set must still be correct.
 	t.Run("TinyCache", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) core.Store { return core.NewCachingStore(core.NewMemoryStore(), 1) })
+		storetest.Run(t, func(t *testing.T) core.Store {
+			return core.NewCachingStore(core.NewMemoryStore(), core.CachingOptions{MaxEntries: 1})
+		})
 	})
 }

@@ -208,7 +208,7 @@ func TestSessionCorruptRecordIsAbsent(t *testing.T) {
 	if _, ok, err := core.Get[int](ctx, sess, "n"); ok || err != nil {
 		t.Fatalf("Get on a corrupt record = %v, %v; want absent", ok, err)
 	}
-	if !strings.Contains(logs.String(), "cannot be decoded") || strings.Contains(logs.String(), tok.String()) {
+	if !strings.Contains(logs.String(), "cannot be read") || strings.Contains(logs.String(), tok.String()) {
 		t.Fatalf("log = %q: want a report without the token", logs.String())
 	}
 	st.failLoad = errors.New("database down")

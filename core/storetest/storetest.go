@@ -16,8 +16,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +56,17 @@ func Run(t *testing.T, newStore func(t *testing.T) core.Store) {
 		{"SessionCycleNotResurrected", testSessionCycleNotResurrected},
 		{"SessionExpiry", testSessionExpiry},
 		{"SessionRemoveLastValue", testSessionRemoveLast},
+		{"Take", testTake},
+		{"CreatedAndUser", testCreatedAndUser},
+		{"UserSessions", testUserSessions},
+		{"ExtremeExpiry", testExtremeExpiry},
+		{"SessionUpdateConcurrent", testSessionUpdateConcurrent},
+		{"SessionCycleReplaysConcurrentWrite", testSessionCycleReplays},
+		{"SessionCycleKeepsAcknowledgedWrites", testSessionCycleKeepsAcknowledged},
+		{"SessionSizeLimit", testSessionSizeLimit},
+		{"SessionPresentedTokens", testSessionPresentedTokens},
+		{"SessionMaxLifetime", testSessionMaxLifetime},
+		{"SessionUser", testSessionUser},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -117,6 +130,9 @@ func sameRecord(t *testing.T, got, want *core.Record) {
 	}
 	if got.ID != want.ID || got.Version != want.Version || !got.Expiry.Equal(want.Expiry) {
 		t.Fatalf("got record (%s v%d %s), want (%s v%d %s)", got.ID, got.Version, got.Expiry, want.ID, want.Version, want.Expiry)
+	}
+	if !got.Created.Equal(want.Created) || got.User != want.User {
+		t.Fatalf("got record created %v by user %q, want created %v by %q", got.Created, got.User, want.Created, want.User)
 	}
 	if got.Expiry.Location() != time.UTC {
 		t.Errorf("expiry %v is not in UTC", got.Expiry)
@@ -408,6 +424,16 @@ func commit(t *testing.T, sess *core.Session, want core.CommitResult) {
 	}
 }
 
+// commitSuperseded commits a session whose changes another request's
+// delete or cycle must drop: Superseded, with ErrSuperseded.
+func commitSuperseded(t *testing.T, sess *core.Session) {
+	t.Helper()
+	got, err := sess.Commit(context.Background())
+	if got != core.Superseded || !errors.Is(err, core.ErrSuperseded) {
+		t.Fatalf("Commit = %v, %v; want %v, ErrSuperseded", got, err, core.Superseded)
+	}
+}
+
 func newSession(t *testing.T, s core.Store) (*core.Session, string) {
 	t.Helper()
 	ctx := context.Background()
@@ -608,7 +634,7 @@ func testSessionFlushNotResurrected(t *testing.T, s core.Store) {
 	if err := late.Insert(ctx, "after", "flush"); err != nil {
 		t.Fatal(err)
 	}
-	commit(t, late, core.Superseded)
+	commitSuperseded(t, late)
 	if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
 		t.Fatalf("flushed session came back: %v", rec.Data)
 	}
@@ -641,7 +667,7 @@ func testSessionCycleNotResurrected(t *testing.T, s core.Store) {
 	if err := late.Insert(ctx, "after", "cycle"); err != nil {
 		t.Fatal(err)
 	}
-	commit(t, late, core.Superseded)
+	commitSuperseded(t, late)
 	if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
 		t.Fatal("cycled session came back under its old id")
 	}
@@ -690,4 +716,470 @@ func mustParse(t *testing.T, token string) core.Token {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+func testCreatedAndUser(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	created := now().Add(-time.Minute)
+	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	rec.Created, rec.User = created, "user-42"
+	mustCreate(t, s, rec)
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), rec)
+
+	// Save changes the user, never the creation time.
+	upd := rec.Clone()
+	upd.User = "user-7"
+	upd.Created = now().Add(time.Hour)
+	if err := s.Save(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	want := upd.Clone()
+	want.Created = created
+	sameRecord(t, mustLoad(t, s, rec.ID, now()), want)
+
+	// Unbinding stores "" again; a zero creation time round-trips as zero.
+	upd.User = ""
+	if err := s.Save(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLoad(t, s, rec.ID, now()); got == nil || got.User != "" {
+		t.Fatalf("user after unbinding = %+v", got)
+	}
+	zero := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	mustCreate(t, s, zero)
+	sameRecord(t, mustLoad(t, s, zero.ID, now()), zero)
+}
+
+// userID returns a user key no other test run uses.
+func userID(t *testing.T) string {
+	t.Helper()
+	return "user-" + string(newID(t))
+}
+
+func testUserSessions(t *testing.T, s core.Store) {
+	us, ok := s.(core.UserStore)
+	if !ok {
+		t.Skipf("%T does not implement core.UserStore", s)
+	}
+	ctx := context.Background()
+	user, other := userID(t), userID(t)
+	base := now().Add(-time.Hour)
+	var mine []*core.Record
+	for i := range 3 {
+		rec := newRecord(t, s, now().Add(time.Hour), "i", i)
+		rec.Created, rec.User = base.Add(time.Duration(i)*time.Minute), user
+		mustCreate(t, s, rec)
+		mine = append(mine, rec)
+	}
+	expired := newRecord(t, s, now().Add(-time.Second), "k", "v")
+	expired.Created, expired.User = base, user
+	mustCreate(t, s, expired)
+	theirs := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	theirs.Created, theirs.User = base, other
+	mustCreate(t, s, theirs)
+
+	list, err := us.UserSessions(ctx, user, now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Fatalf("UserSessions listed %d sessions, want the 3 live ones: %+v", len(list), list)
+	}
+	for i, info := range list {
+		if info.ID != mine[i].ID || !info.Created.Equal(mine[i].Created) || !info.Expiry.Equal(mine[i].Expiry) {
+			t.Fatalf("session %d = %+v, want %s created %v expiring %v (oldest first)", i, info, mine[i].ID, mine[i].Created, mine[i].Expiry)
+		}
+	}
+
+	// Log out the other devices: all but mine[1].
+	n, err := us.DeleteUserSessions(ctx, user, mine[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 { // mine[0], mine[2] and the expired one
+		t.Fatalf("DeleteUserSessions deleted %d, want 3", n)
+	}
+	for _, rec := range []*core.Record{mine[0], mine[2]} {
+		if mustLoad(t, s, rec.ID, now()) != nil {
+			t.Fatalf("session %s survived DeleteUserSessions", rec.ID)
+		}
+	}
+	sameRecord(t, mustLoad(t, s, mine[1].ID, now()), mine[1])
+	sameRecord(t, mustLoad(t, s, theirs.ID, now()), theirs)
+
+	// Log out everywhere.
+	if n, err := us.DeleteUserSessions(ctx, user, ""); err != nil || n != 1 {
+		t.Fatalf("DeleteUserSessions(all) = %d, %v; want 1", n, err)
+	}
+	if list, err := us.UserSessions(ctx, user, now()); err != nil || len(list) != 0 {
+		t.Fatalf("UserSessions after logging out everywhere = %v, %v", list, err)
+	}
+	if n, err := us.DeleteUserSessions(ctx, userID(t), ""); err != nil || n != 0 {
+		t.Fatalf("DeleteUserSessions of a user without sessions = %d, %v", n, err)
+	}
+}
+
+func testExtremeExpiry(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		expiry core.Expiry
+	}{
+		{"year 10000", core.AtDateTime(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))},
+		{"year 300000", core.AtDateTime(time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC))},
+		{"longest inactivity", core.OnInactivity(time.Duration(1<<63 - 1))},
+		{"session end lifetime of 290 years", core.OnSessionEnd()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := &core.Options{Expiry: tc.expiry, SessionEndLifetime: time.Duration(1<<63 - 1)}
+			sess := core.NewSession(s, "", opts)
+			if err := sess.Insert(ctx, "k", "v"); err != nil {
+				t.Fatal(err)
+			}
+			commit(t, sess, core.Saved)
+			if age, ok := sess.MaxAge(now()); ok && (age <= 0 || time.Duration(age)*time.Second > time.Until(core.MaxDeadline)) {
+				t.Fatalf("Max-Age %d outlives the record's deadline", age)
+			}
+			again := core.NewSession(s, sess.Token().String(), opts)
+			if v, ok, err := core.Get[string](ctx, again, "k"); err != nil || !ok || v != "v" {
+				t.Fatalf("a session saved with %v does not load: %q, %v, %v", tc.expiry, v, ok, err)
+			}
+			if err := again.Insert(ctx, "k", "w"); err != nil {
+				t.Fatal(err)
+			}
+			commit(t, again, core.Saved)
+			rec := mustLoad(t, s, sess.ID(), now())
+			if rec == nil || rec.Expiry.After(core.MaxDeadline) || rec.Expiry.Before(now().Add(200*365*24*time.Hour)) {
+				t.Fatalf("stored deadline = %v, want within 200 years of now and %v", rec, core.MaxDeadline)
+			}
+		})
+	}
+}
+
+func testSessionUpdateConcurrent(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	_, token := newSession(t, s)
+	const writers = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			sess := core.NewSession(s, token, nil)
+			if _, err := core.Update(ctx, sess, "counter", func(n int, _ bool) (int, error) { return n + 1, nil }); err != nil {
+				errs <- err
+				return
+			}
+			item := fmt.Sprintf("item-%02d", i)
+			if _, err := core.Update(ctx, sess, "cart", func(cart []string, _ bool) ([]string, error) {
+				return append(cart, item), nil
+			}); err != nil {
+				errs <- err
+				return
+			}
+			if res, err := sess.Commit(ctx); err != nil || res != core.Saved {
+				errs <- fmt.Errorf("writer %d: Commit = %v, %v", i, res, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	final := core.NewSession(s, token, nil)
+	n, _, err := core.Get[int](ctx, final, "counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cart, _, err := core.Get[[]string](ctx, final, "cart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != writers || len(cart) != writers {
+		t.Fatalf("%d concurrent updates left counter %d and %d cart items: %v", writers, n, len(cart), cart)
+	}
+}
+
+func testSessionCycleReplays(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	_, token := newSession(t, s)
+	login := core.NewSession(s, token, nil)
+	if _, err := login.Keys(ctx); err != nil { // reads before the other write
+		t.Fatal(err)
+	}
+	if err := login.Insert(ctx, "role", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	writer := core.NewSession(s, token, nil)
+	if err := writer.Insert(ctx, "written", "before the cycle"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, writer, core.Saved)
+
+	if err := login.CycleID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, login, core.Saved)
+	cycled := core.NewSession(s, login.Token().String(), nil)
+	keys, err := cycled.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(keys, ","); got != "role,seed,written" {
+		t.Fatalf("keys after CycleID = %s, want role,seed,written (a write committed before the cycle was lost)", got)
+	}
+	if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
+		t.Fatal("old id still stored after CycleID")
+	}
+}
+
+// testSessionCycleKeepsAcknowledged races writers of distinct keys against
+// a request that cycles the id: every write whose Commit reported Saved
+// under the old token must be in the cycled session, and nothing may be
+// stored under the old id afterwards.
+func testSessionCycleKeepsAcknowledged(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	for round := range 5 {
+		_, token := newSession(t, s)
+		var (
+			mu    sync.Mutex
+			acked []string
+			wg    sync.WaitGroup
+			stop  atomic.Bool
+		)
+		for w := range 4 {
+			wg.Go(func() {
+				for j := 0; !stop.Load(); j++ {
+					sess := core.NewSession(s, token, nil)
+					key := fmt.Sprintf("g%d-%d", w, j)
+					if err := sess.Insert(ctx, key, j); err != nil {
+						t.Error(err)
+						return
+					}
+					res, err := sess.Commit(ctx)
+					if err == nil && res == core.Saved && sess.Token().String() == token {
+						mu.Lock()
+						acked = append(acked, key)
+						mu.Unlock()
+					} else if err != nil && !errors.Is(err, core.ErrSuperseded) {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		login := core.NewSession(s, token, nil)
+		if _, err := login.Keys(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(round) * 5 * time.Millisecond) // let writes land after the read
+		if err := login.CycleID(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := login.Insert(ctx, "role", "admin"); err != nil {
+			t.Fatal(err)
+		}
+		commit(t, login, core.Saved)
+		time.Sleep(5 * time.Millisecond) // writers keep trying with the old token
+		stop.Store(true)
+		wg.Wait()
+
+		keys, err := core.NewSession(s, login.Token().String(), nil).Keys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := 0
+		for _, k := range acked {
+			if _, ok := slices.BinarySearch(keys, k); !ok {
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Fatalf("round %d: %d of %d acknowledged writes are missing from the cycled session", round, missing, len(acked))
+		}
+		if rec := mustLoad(t, s, mustParse(t, token).ID(), now()); rec != nil {
+			t.Fatalf("round %d: a write landed under the old id after CycleID: %d keys", round, len(rec.Data))
+		}
+	}
+}
+
+func testSessionSizeLimit(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	big := strings.Repeat("x", core.DefaultMaxRecordSize)
+	sess := core.NewSession(s, "", nil)
+	if err := sess.Insert(ctx, "small", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	err := sess.Insert(ctx, "big", big)
+	var tooLarge *core.RecordTooLargeError
+	if !errors.As(err, &tooLarge) || !errors.Is(err, core.ErrRecordTooLarge) || tooLarge.Limit != core.DefaultMaxRecordSize ||
+		!strings.Contains(err.Error(), fmt.Sprint(core.DefaultMaxRecordSize)) {
+		t.Fatalf("Insert over the default limit = %v; want a *RecordTooLargeError naming %d", err, core.DefaultMaxRecordSize)
+	}
+	if keys, _ := sess.Keys(ctx); strings.Join(keys, ",") != "small" {
+		t.Fatalf("a refused Insert changed the session: %v", keys)
+	}
+	commit(t, sess, core.Saved)
+
+	// A raised limit stores what it allows, on every backend.
+	opts := &core.Options{MaxRecordSize: 8 << 20}
+	large := core.NewSession(s, "", opts)
+	value := bytes.Repeat([]byte{0xA5}, 5<<20)
+	if err := large.Insert(ctx, "blob", value); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, large, core.Saved)
+	got, ok, err := core.Get[[]byte](ctx, core.NewSession(s, large.Token().String(), opts), "blob")
+	if err != nil || !ok || !bytes.Equal(got, value) {
+		t.Fatalf("5 MiB value: ok %v, err %v, equal %v", ok, err, bytes.Equal(got, value))
+	}
+}
+
+func testSessionPresentedTokens(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	_, valid := newSession(t, s)
+	unknown := func(n int) []string {
+		var out []string
+		for range n {
+			tok, err := core.NewToken(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, tok.String())
+		}
+		return out
+	}
+	planted := append(append(unknown(8), "not a token"), unknown(5)...)
+	sess := core.NewSessionFromTokens(s, append(planted, valid), nil)
+	if v, ok, err := core.Get[string](ctx, sess, "seed"); err != nil || !ok || v != "value" {
+		t.Fatalf("valid cookie after 14 planted ones: %q, %v, %v", v, ok, err)
+	}
+	if sess.Token().String() != valid {
+		t.Fatal("the session is not the valid cookie's")
+	}
+	commit(t, sess, core.Unchanged)
+
+	gone := core.NewSessionFromTokens(s, unknown(3), nil)
+	if _, err := gone.Keys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, gone, core.Removed)
+
+	// Beyond the bound the valid cookie is not looked up, and not removed.
+	far := core.NewSessionFromTokens(s, append(unknown(core.MaxPresentedTokens), valid), nil)
+	if ok, err := far.Get(ctx, "seed", new(string)); ok || err != nil {
+		t.Fatalf("Get = %v, %v; want absent", ok, err)
+	}
+	commit(t, far, core.Unchanged)
+}
+
+func testSessionMaxLifetime(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	clock := now()
+	opts := &core.Options{Expiry: core.OnInactivity(10 * time.Minute), MaxLifetime: 30 * time.Minute, Now: func() time.Time { return clock }}
+	sess := core.NewSession(s, "", opts)
+	if err := sess.Insert(ctx, "n", 0); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, sess, core.Saved)
+	created := clock
+	token := sess.Token().String()
+	if got, err := sess.Created(ctx); err != nil || !got.Equal(created) {
+		t.Fatalf("Created = %v, %v; want %v", got, err, created)
+	}
+	for i := 1; i <= 5; i++ { // active every 5 minutes: inactivity never ends it
+		clock = created.Add(time.Duration(i) * 5 * time.Minute)
+		next := core.NewSession(s, token, opts)
+		if _, err := core.Update(ctx, next, "n", func(n int, _ bool) (int, error) { return n + 1, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 { // log-in: a new id keeps the creation time
+			if err := next.CycleID(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		commit(t, next, core.Saved)
+		token = next.Token().String()
+		rec := mustLoad(t, s, next.ID(), clock)
+		want := clock.Add(10 * time.Minute)
+		if limit := created.Add(30 * time.Minute); limit.Before(want) {
+			want = limit
+		}
+		if rec == nil || rec.Expiry.After(want) || !rec.Created.Equal(created) {
+			t.Fatalf("at +%dm the record is %+v; want created %v, expiry at most %v", i*5, rec, created, want)
+		}
+		if age, ok := next.MaxAge(clock); !ok || time.Duration(age)*time.Second > created.Add(30*time.Minute).Sub(clock) {
+			t.Fatalf("at +%dm Max-Age = %d, %v: outlives the cap", i*5, age, ok)
+		}
+	}
+	clock = created.Add(30*time.Minute + time.Second)
+	if ok, err := core.NewSession(s, token, opts).Get(ctx, "n", new(int)); ok || err != nil {
+		t.Fatalf("session served after its absolute cap: %v, %v", ok, err)
+	}
+}
+
+func testSessionUser(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	user := userID(t)
+	login := core.NewSession(s, "", nil)
+	if err := login.Insert(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := login.SetUser(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, login, core.Saved)
+	if rec := mustLoad(t, s, login.ID(), now()); rec == nil || rec.User != user {
+		t.Fatalf("stored user = %+v, want %q", rec, user)
+	}
+	// A concurrent write of another key keeps the binding, and a write
+	// that replays after a conflict keeps its own.
+	a := core.NewSession(s, login.Token().String(), nil)
+	b := core.NewSession(s, login.Token().String(), nil)
+	if err := a.SetUser(ctx, user+"-renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Insert(ctx, "other", 1); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, b, core.Saved)
+	commit(t, a, core.Saved)
+	c := core.NewSession(s, login.Token().String(), nil)
+	if got, err := c.User(ctx); err != nil || got != user+"-renamed" {
+		t.Fatalf("user = %q, %v", got, err)
+	}
+	if ok, _ := c.Get(ctx, "other", new(int)); !ok {
+		t.Fatal("the concurrent write was lost")
+	}
+}
+
+func testTake(t *testing.T, s core.Store) {
+	ctx := context.Background()
+	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
+	rec.Created, rec.User = now(), "someone"
+	mustCreate(t, s, rec)
+	upd := rec.Clone()
+	upd.Data["k2"] = enc(t, s, 2)
+	if err := s.Save(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Take(ctx, rec.ID, now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecord(t, got, upd)
+	if mustLoad(t, s, rec.ID, now()) != nil {
+		t.Fatal("record still stored after Take")
+	}
+	if got, err := s.Take(ctx, rec.ID, now()); got != nil || err != nil {
+		t.Fatalf("second Take = %+v, %v; want nil, nil", got, err)
+	}
+	if got, err := s.Take(ctx, newID(t), now()); got != nil || err != nil {
+		t.Fatalf("Take of an unknown id = %+v, %v; want nil, nil", got, err)
+	}
+	old := newRecord(t, s, now().Add(-time.Second), "k", "v")
+	mustCreate(t, s, old)
+	if got, err := s.Take(ctx, old.ID, now()); got != nil || err != nil {
+		t.Fatalf("Take of an expired record = %+v, %v; want nil, nil", got, err)
+	}
 }
