@@ -25,7 +25,17 @@ type msgpackCodec struct{}
 
 func (msgpackCodec) Name() string { return "msgpack" }
 
-func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
+// Marshal encodes v, refusing a value nested more than MaxDepth levels.
+func (msgpackCodec) Marshal(v any) ([]byte, error) {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := skipObject(b, 0); err != nil {
+		return nil, fmt.Errorf("bunstore: msgpack: %w", err)
+	}
+	return b, nil
+}
 
 // Unmarshal decodes data, which must be exactly one MessagePack object, into
 // dst. It checks the object's structure first, so declared lengths are
@@ -199,12 +209,27 @@ func readString(b []byte, i int) (string, int, error) {
 	return string(b[i : i+int(n)]), i + int(n), nil
 }
 
+// MaxDepth bounds how deeply arrays and maps may nest in a stored value.
+// Decoding recurses once per level, so a value nested millions deep (a
+// corrupt or hostile row) would exhaust the stack and kill the process: the
+// codec refuses such a value when it is inserted and reports a stored one
+// as a corrupt record. Sessions never need more than a few levels.
+const MaxDepth = 1000
+
 // skipObject returns the index just past the one MessagePack object that
-// starts at b[i]. It is iterative (no recursion, so no depth limit is
-// needed) and bounds every declared length by the bytes that are left.
+// starts at b[i]. It is iterative (no recursion), bounds every declared
+// length by the bytes that are left and nesting by MaxDepth.
 func skipObject(b []byte, i int) (int, error) {
-	pending := 1 // objects still to skip
-	for pending > 0 {
+	// open[d] counts the objects still to skip at nesting level d.
+	var openBuf [16]uint64
+	open := append(openBuf[:0], 1)
+	pending := uint64(1) // sum of open: every one takes at least a byte
+	for len(open) > 0 {
+		if open[len(open)-1] == 0 {
+			open = open[:len(open)-1]
+			continue
+		}
+		open[len(open)-1]--
 		pending--
 		if i >= len(b) {
 			return i, errShort
@@ -276,10 +301,16 @@ func skipObject(b []byte, i int) (int, error) {
 		}
 		i += int(skip)
 		// Every pending object takes at least one byte.
-		if children > rest || uint64(pending)+children > rest {
+		if children > rest || pending+children > rest {
 			return i, errShort
 		}
-		pending += int(children)
+		if children > 0 {
+			if len(open) >= MaxDepth {
+				return i, fmt.Errorf("nested more than %d levels deep", MaxDepth)
+			}
+			open = append(open, children)
+			pending += children
+		}
 	}
 	return i, nil
 }

@@ -147,13 +147,42 @@ func TestMsgPackDecodeMapCorrupt(t *testing.T) {
 			t.Errorf("DecodeMap(%x) = %v, %v; want ErrCorruptRecord", b, m, err)
 		}
 	}
-	// Deep nesting is fine (no recursion) when complete, corrupt when cut.
-	deep := append([]byte{0x81, 0xa1, 'k'}, bytes.Repeat([]byte{0x91}, 1<<20)...)
-	if _, err := bunstore.MsgPack.DecodeMap(deep); !errors.Is(err, core.ErrCorruptRecord) {
-		t.Errorf("truncated deep nesting: %v", err)
+	// A value nested millions deep (4 MB of 0x91, complete) would crash the
+	// process when decoded into any: it is a corrupt record.
+	deep := append([]byte{0x81, 0xa1, 'k'}, bytes.Repeat([]byte{0x91}, 4<<20)...)
+	for _, b := range [][]byte{deep, append(deep, 0x01)} {
+		if _, err := bunstore.MsgPack.DecodeMap(b); !errors.Is(err, core.ErrCorruptRecord) || !strings.Contains(err.Error(), "levels deep") {
+			t.Errorf("nesting 4M deep: %v; want ErrCorruptRecord", err)
+		}
 	}
-	if _, err := bunstore.MsgPack.DecodeMap(append(deep, 0x01)); err != nil {
-		t.Errorf("deep nesting: %v", err)
+}
+
+func TestMsgPackDepthLimit(t *testing.T) {
+	nested := func(depth int) []byte {
+		return append(bytes.Repeat([]byte{0x91}, depth), 0x01)
+	}
+	blob := func(v []byte) []byte { return append([]byte{0x81, 0xa1, 'k'}, v...) }
+	m, err := bunstore.MsgPack.DecodeMap(blob(nested(bunstore.MaxDepth - 1)))
+	if err != nil {
+		t.Fatalf("nesting at the limit: %v", err)
+	}
+	var v any
+	if err := bunstore.MsgPack.Unmarshal(m["k"], &v); err != nil {
+		t.Fatalf("decoding a value at the limit into any: %v", err)
+	}
+	if _, err := bunstore.MsgPack.DecodeMap(blob(nested(bunstore.MaxDepth))); !errors.Is(err, core.ErrCorruptRecord) {
+		t.Fatalf("nesting over the limit: %v", err)
+	}
+	if err := bunstore.MsgPack.Unmarshal(nested(bunstore.MaxDepth), &v); err == nil {
+		t.Fatal("Unmarshal decoded a value over the limit")
+	}
+	// Insert refuses what Load would refuse.
+	var deep any = 1
+	for range bunstore.MaxDepth {
+		deep = []any{deep}
+	}
+	if _, err := bunstore.MsgPack.Marshal(deep); err == nil || !strings.Contains(err.Error(), "levels deep") {
+		t.Fatalf("Marshal of a value nested %d deep = %v", bunstore.MaxDepth+1, err)
 	}
 }
 
