@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 )
@@ -37,10 +38,21 @@ var errNotFound = errors.New("no live session with that token or id (unknown, re
 // inspectOutput is inspect's JSON output.
 type inspectOutput struct {
 	ID        string         `json:"id"`
+	Created   *time.Time     `json:"created"` // null when unknown
+	User      string         `json:"user"`
 	Expiry    time.Time      `json:"expiry"`
 	ExpiresIn float64        `json:"expires_in_seconds"`
 	Version   uint64         `json:"version"`
 	Data      map[string]any `json:"data"`
+}
+
+// timeOrNil is t in UTC, or nil for the zero time (unknown).
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 func inspect(ctx context.Context, e *env, _ []string) error {
@@ -58,6 +70,8 @@ func inspect(ctx context.Context, e *env, _ []string) error {
 	}
 	out := inspectOutput{
 		ID:        string(rec.ID),
+		Created:   timeOrNil(rec.Created),
+		User:      rec.User,
 		Expiry:    rec.Expiry.UTC(),
 		ExpiresIn: rec.Expiry.Sub(now).Seconds(),
 		Version:   rec.Version,
@@ -67,13 +81,54 @@ func inspect(ctx context.Context, e *env, _ []string) error {
 		return printJSON(e.stdout, out)
 	}
 	fmt.Fprintf(e.stdout, "id:       %s\n", out.ID)
+	if out.Created != nil {
+		fmt.Fprintf(e.stdout, "created:  %s\n", out.Created.Format(time.RFC3339Nano))
+	}
+	if out.User != "" {
+		fmt.Fprintf(e.stdout, "user:     %s\n", out.User)
+	}
 	fmt.Fprintf(e.stdout, "expiry:   %s (in %s)\n", out.Expiry.Format(time.RFC3339Nano), rec.Expiry.Sub(now).Round(time.Second))
 	fmt.Fprintf(e.stdout, "version:  %d\n", out.Version)
 	fmt.Fprint(e.stdout, "data:     ")
 	return printJSON(e.stdout, out.Data)
 }
 
-func revoke(ctx context.Context, e *env, _ []string) error {
+// sessionOutput is one session in the output of sessions.
+type sessionOutput struct {
+	ID        string     `json:"id"`
+	Created   *time.Time `json:"created"`
+	Expiry    time.Time  `json:"expiry"`
+	ExpiresIn float64    `json:"expires_in_seconds"`
+}
+
+func sessions(ctx context.Context, e *env, _ []string) error {
+	now := e.now()
+	list, err := e.store.UserSessions(ctx, e.o.user, now)
+	if err != nil {
+		return e.dbError("sessions", err)
+	}
+	out := make([]sessionOutput, 0, len(list))
+	for _, s := range list {
+		out = append(out, sessionOutput{ID: string(s.ID), Created: timeOrNil(s.Created), Expiry: s.Expiry.UTC(), ExpiresIn: s.Expiry.Sub(now).Seconds()})
+	}
+	if e.o.json {
+		return printJSON(e.stdout, map[string]any{"user": e.o.user, "sessions": out})
+	}
+	fmt.Fprintf(e.stdout, "%d live sessions of user %s\n", len(out), e.o.user)
+	for _, s := range out {
+		created := "unknown"
+		if s.Created != nil {
+			created = s.Created.Format(time.RFC3339)
+		}
+		fmt.Fprintf(e.stdout, "%s  created %s  expires %s (in %s)\n", s.ID, created, s.Expiry.Format(time.RFC3339), time.Duration(s.ExpiresIn*float64(time.Second)).Round(time.Second))
+	}
+	return nil
+}
+
+func revoke(ctx context.Context, e *env, pos []string) error {
+	if e.o.set["user"] {
+		return revokeUser(ctx, e)
+	}
 	// Delete through bun rather than Store.Delete to learn whether the row
 	// existed (expired rows not yet purged count: they are removed too).
 	res, err := e.db.NewDelete().TableExpr("?", e.table()).Where("id = ?", string(e.id)).Exec(ctx)
@@ -91,6 +146,21 @@ func revoke(ctx context.Context, e *env, _ []string) error {
 		return printJSON(e.stdout, map[string]any{"id": string(e.id), "revoked": true})
 	}
 	_, err = fmt.Fprintf(e.stdout, "revoked session %s\n", e.id)
+	return err
+}
+
+// revokeUser deletes the sessions of --user, but --except, in one
+// statement. Revoking a user without sessions is not an error: the user is
+// logged out everywhere either way.
+func revokeUser(ctx context.Context, e *env) error {
+	n, err := e.store.DeleteUserSessions(ctx, e.o.user, core.ID(e.o.except))
+	if err != nil {
+		return e.dbError("revoke", err)
+	}
+	if e.o.json {
+		return printJSON(e.stdout, map[string]any{"user": e.o.user, "revoked": n})
+	}
+	_, err = fmt.Fprintf(e.stdout, "revoked %d sessions of user %s\n", n, e.o.user)
 	return err
 }
 

@@ -118,6 +118,24 @@
 //	$ sessionctl revoke --id 9xVw3l0z4t7QGv0m0tYH0o0jX6tVQm8hJ9m0mEqS0cY
 //	revoked session 9xVw3l0z4t7QGv0m0tYH0o0jX6tVQm8hJ9m0mEqS0cY
 //
+// # sessions --user U, revoke --user U
+//
+// List or revoke the sessions of one user: the user key the application
+// bound with Session.SetUser at log-in. Both are one indexed statement.
+// revoke --user logs the user out everywhere; with --except ID it keeps one
+// session (log out the other devices). Revoking a user who has no sessions
+// succeeds with a count of 0.
+//
+//	$ sessionctl sessions --user 42
+//	2 live sessions of user 42
+//	nILgWzaN5F8jjBv-DWm-KA  created 2026-11-30T09:12:44Z  expires 2026-12-14T09:12:44Z (in 311h4m2s)
+//	q3tJ0mZb8kq2Q0aVw9dZxA  created 2026-12-01T08:01:10Z  expires 2026-12-15T08:01:10Z (in 335h52m28s)
+//	$ sessionctl revoke --user 42 --except nILgWzaN5F8jjBv-DWm-KA --json
+//	{
+//	  "revoked": 1,
+//	  "user": "42"
+//	}
+//
 // # Output and exit status
 //
 // sessionctl never prints a token, only ids, which are safe to log, and never

@@ -34,10 +34,15 @@ Commands:
   stats            count live and expired sessions; data size percentiles
   inspect TOKEN    print a session's data as JSON, with its expiry and version
   revoke TOKEN     delete a session (log its holder out)
+  sessions --user U
+                   list the live sessions of user U (id, created, expiry)
+  revoke --user U  delete every session of user U (log out everywhere);
+                   --except ID keeps one (log out the other devices)
   help             print this help
 
 TOKEN is the session cookie's value; instead of it, inspect and revoke accept
---id ID, the stored id (safe to log). Tokens are never printed.
+--id ID, the stored id (safe to log). Tokens are never printed. U is the user
+key the application bound with Session.SetUser.
 
 Flags:
   --database-url URL  database to use (default: $DATABASE_URL): postgres://...,
@@ -49,6 +54,8 @@ Flags:
   --json              print machine-readable JSON instead of text
   --batch N           purge: rows per DELETE statement (default 1000)
   --id ID             inspect, revoke: the stored id instead of a token
+  --user U            sessions, revoke: the user whose sessions to list or revoke
+  --except ID         revoke --user: the stored id of a session to keep
 
 Exit status: 0 success, 1 runtime error (including an unknown session),
 2 usage error.
@@ -62,6 +69,8 @@ type options struct {
 	json        bool
 	batch       int
 	id          string
+	user        string
+	except      string
 	set         map[string]bool // flags given explicitly
 }
 
@@ -114,6 +123,8 @@ func parseArgs(args []string, env func(string) string) (cmd string, pos []string
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.IntVar(&o.batch, "batch", bunstore.DefaultDeleteBatchSize, "")
 	fs.StringVar(&o.id, "id", "", "")
+	fs.StringVar(&o.user, "user", "", "")
+	fs.StringVar(&o.except, "except", "", "")
 	rest := args
 	for {
 		// A token is base64url and may begin with "-": never take it for a
@@ -141,7 +152,7 @@ func parseArgs(args []string, env func(string) string) (cmd string, pos []string
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	if len(pos) == 0 {
-		return "", nil, o, usagef("no command given (migrate, purge, stats, inspect, revoke)")
+		return "", nil, o, usagef("no command given (migrate, purge, stats, inspect, revoke, sessions)")
 	}
 	cmd, pos = pos[0], pos[1:]
 	if o.databaseURL == "" && !o.set["database-url"] {
@@ -157,11 +168,12 @@ func dispatch(ctx context.Context, cmd string, pos []string, o options, stdout i
 		run   func(context.Context, *env, []string) error
 	}
 	commands := map[string]command{
-		"migrate": {0, nil, migrate},
-		"purge":   {0, []string{"batch"}, purge},
-		"stats":   {0, nil, stats},
-		"inspect": {1, []string{"id"}, inspect},
-		"revoke":  {1, []string{"id"}, revoke},
+		"migrate":  {0, nil, migrate},
+		"purge":    {0, []string{"batch"}, purge},
+		"stats":    {0, nil, stats},
+		"inspect":  {1, []string{"id"}, inspect},
+		"revoke":   {1, []string{"id", "user", "except"}, revoke},
+		"sessions": {0, []string{"user"}, sessions},
 	}
 	if cmd == "help" {
 		fmt.Fprint(stdout, usageText)
@@ -169,9 +181,9 @@ func dispatch(ctx context.Context, cmd string, pos []string, o options, stdout i
 	}
 	c, ok := commands[cmd]
 	if !ok {
-		return usagef("unknown command %q (migrate, purge, stats, inspect, revoke, help)", cmd)
+		return usagef("unknown command %q (migrate, purge, stats, inspect, revoke, sessions, help)", cmd)
 	}
-	for _, f := range []string{"batch", "id"} {
+	for _, f := range []string{"batch", "id", "user", "except"} {
 		if o.set[f] && !contains(c.flags, f) {
 			return usagef("%s: flag --%s does not apply to this command", cmd, f)
 		}
@@ -201,7 +213,19 @@ func dispatch(ctx context.Context, cmd string, pos []string, o options, stdout i
 	}
 	// Check the session argument before touching the database.
 	var id core.ID
-	if c.args == 1 {
+	byUser := o.set["user"]
+	switch {
+	case byUser && (len(pos) > 0 || o.set["id"]):
+		return usagef("%s: give either --user or a session (TOKEN or --id), not both", cmd)
+	case o.set["except"] && !byUser:
+		return usagef("%s: --except applies to revoke --user only", cmd)
+	case byUser && (o.user == "" || len(o.user) > core.MaxUserLen):
+		return usagef("%s: --user must be a user key of 1 to %d bytes", cmd, core.MaxUserLen)
+	case cmd == "sessions" && !byUser:
+		return usagef("sessions: missing --user U")
+	case o.set["except"] && !core.ValidID(core.ID(o.except)):
+		return usagef("%s: --except is not a session id (%d characters of base64url)", cmd, core.IDLen)
+	case c.args == 1 && !byUser:
 		if id, err = sessionID(cmd, pos, o.id); err != nil {
 			return err
 		}
@@ -268,6 +292,9 @@ func sessionID(cmd string, pos []string, idFlag string) (core.ID, error) {
 			return "", usagef("%s: TOKEN is not a session token (a cookie value of %d base64url characters; for an encrypted cookie, use --id)", cmd, core.TokenLen)
 		}
 		return t.ID(), nil
+	}
+	if cmd == "revoke" {
+		return "", usagef("%s: missing TOKEN (or --id ID, or --user U)", cmd)
 	}
 	return "", usagef("%s: missing TOKEN (or --id ID)", cmd)
 }

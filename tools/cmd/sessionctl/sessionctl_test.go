@@ -268,3 +268,67 @@ func TestNearestRank(t *testing.T) {
 		}
 	}
 }
+
+func TestUserSessions(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend, s *bunstore.Store) {
+		ctx := t.Context()
+		user := "user-" + string(core.Token{}.ID()) + fmt.Sprint(time.Now().UnixNano())
+		var tokens []core.Token
+		for i := range 3 {
+			sess := core.NewSession(s, "", &core.Options{Expiry: core.OnInactivity(time.Hour)})
+			if err := sess.Insert(ctx, "i", i); err != nil {
+				t.Fatal(err)
+			}
+			if err := sess.SetUser(ctx, user); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sess.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			tokens = append(tokens, sess.Token())
+		}
+		other := newSession(t, s, core.OnInactivity(time.Hour), map[string]any{"k": 1})
+
+		// sessions --user U --json: the three, oldest first, never a token.
+		r := runCLI(t, nil, append([]string{"sessions", "--user", user, "--json"}, b.args...)...)
+		checkNoSecret(t, r, append(tokens, other)...)
+		var out struct {
+			User     string `json:"user"`
+			Sessions []struct {
+				ID      string     `json:"id"`
+				Created *time.Time `json:"created"`
+			} `json:"sessions"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.User != user || len(out.Sessions) != 3 {
+			t.Fatalf("sessions --json: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		for i, sess := range out.Sessions {
+			if sess.ID != string(tokens[i].ID()) || sess.Created == nil {
+				t.Fatalf("session %d = %+v, want id %s with a creation time", i, sess, tokens[i].ID())
+			}
+		}
+		r = runCLI(t, nil, append([]string{"sessions", "--user", user}, b.args...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "3 live sessions of user "+user) || !strings.Contains(r.stdout, string(tokens[2].ID())) {
+			t.Fatalf("sessions: exit %d, stdout %q", r.code, r.stdout)
+		}
+
+		// revoke --user U --except ID: log out the other devices.
+		r = runCLI(t, nil, append([]string{"revoke", "--user", user, "--except", string(tokens[0].ID()), "--json"}, b.args...)...)
+		var rv map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rv) != nil || rv["revoked"] != float64(2) {
+			t.Fatalf("revoke --user --except: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if !loaded(t, s, tokens[0].ID()) || loaded(t, s, tokens[1].ID()) || loaded(t, s, tokens[2].ID()) || !loaded(t, s, other.ID()) {
+			t.Fatal("revoke --user --except removed the wrong sessions")
+		}
+		// revoke --user U: everywhere.
+		r = runCLI(t, nil, append([]string{"revoke", "--user", user}, b.args...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "revoked 1 sessions of user "+user) || loaded(t, s, tokens[0].ID()) {
+			t.Fatalf("revoke --user: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		r = runCLI(t, nil, append([]string{"sessions", "--user", user, "--json"}, b.args...)...)
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.Sessions) != 0 {
+			t.Fatalf("sessions after revoking all: exit %d, stdout %q", r.code, r.stdout)
+		}
+	})
+}
