@@ -2,28 +2,12 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"strconv"
 	"time"
 )
-
-// cpuTimes is CPU time used so far by this process (the three servers and
-// the load generator) and by the local database server's processes.
-type cpuTimes struct {
-	self, db time.Duration
-	ok       bool // read from /proc (Linux); otherwise both are zero
-	// allocs and allocBytes count heap allocations of this process (any
-	// OS): the garbage the collector's CPU time is spent on.
-	allocs, allocBytes uint64
-	// gc is the CPU time the Go runtime estimates it spent collecting
-	// garbage (part of self).
-	gc time.Duration
-	// reads and writes count this process's read and write system calls
-	// (sockets included), from /proc/self/io.
-	reads, writes uint64
-}
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
 // Linux architecture Go supports.
@@ -33,39 +17,102 @@ const clockTick = 100
 // counts as the database's: PostgreSQL names every backend "postgres".
 var dbProcessNames = map[string]bool{"postgres": true, "mariadbd": true, "mysqld": true}
 
-// readCPU samples CPU times from /proc. The database's processes are found by
-// name, so a database on another machine (or in a container whose processes
-// are not visible) reads as zero.
-func readCPU() cpuTimes {
-	samples := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
-	metrics.Read(samples)
-	t := cpuTimes{allocs: samples[0].Value.Uint64(), allocBytes: samples[1].Value.Uint64()}
-	if samples[2].Value.Kind() == metrics.KindFloat64 {
-		t.gc = time.Duration(samples[2].Value.Float64() * float64(time.Second))
+// costs is what a server process and the database have used so far.
+type costs struct {
+	cpu           time.Duration // the server process: utime + stime, all its threads
+	reads, writes uint64        // its read and write system calls
+	stats         processStats  // what it counts of itself
+	db            dbCPU
+}
+
+// roundCosts is what a round used: the difference of two costs.
+type roundCosts struct {
+	cpu, db       time.Duration
+	reads, writes uint64
+	allocs        uint64
+	allocBytes    uint64
+	gc            time.Duration
+	statements    int64
+}
+
+func (c roundCosts) plus(o roundCosts) roundCosts {
+	return roundCosts{
+		cpu: c.cpu + o.cpu, db: c.db + o.db, reads: c.reads + o.reads, writes: c.writes + o.writes,
+		allocs: c.allocs + o.allocs, allocBytes: c.allocBytes + o.allocBytes, gc: c.gc + o.gc,
+		statements: c.statements + o.statements,
 	}
-	self, ok := procCPU("/proc/self/stat")
+}
+
+// since returns what was used between before and c.
+func (c costs) since(before costs) roundCosts {
+	return roundCosts{
+		cpu: c.cpu - before.cpu, db: c.db.since(before.db),
+		reads: c.reads - before.reads, writes: c.writes - before.writes,
+		allocs: c.stats.Allocs - before.stats.Allocs, allocBytes: c.stats.AllocBytes - before.stats.AllocBytes,
+		gc:         time.Duration((c.stats.GCSeconds - before.stats.GCSeconds) * float64(time.Second)),
+		statements: c.stats.Statements - before.stats.Statements,
+	}
+}
+
+// processCosts reads pid's CPU time and system calls from /proc.
+func processCosts(pid int) (costs, error) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	cpu, ok := procCPU(filepath.Join(dir, "stat"))
 	if !ok {
-		return t
+		return costs{}, fmt.Errorf("cannot read the CPU time of process %d from %s/stat (Linux only)", pid, dir)
 	}
-	t.self, t.ok = self, true
-	t.reads, t.writes = procIO()
+	c := costs{cpu: cpu}
+	c.reads, c.writes = procIO(filepath.Join(dir, "io"))
+	return c, nil
+}
+
+// dbCPU is the CPU time of each database server process (by pid).
+type dbCPU map[int]time.Duration
+
+// readDBCPU reads the CPU time of every process named as a database server.
+// The processes are found by name, so a database on another machine (or in
+// a container whose processes are not visible) reads as empty, and other
+// clients of a local one count too.
+func readDBCPU() dbCPU {
+	m := dbCPU{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		comm, err := os.ReadFile(filepath.Join(d, "comm"))
 		if err != nil || !dbProcessNames[string(bytes.TrimSpace(comm))] {
 			continue
 		}
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
 		if c, ok := procCPU(filepath.Join(d, "stat")); ok {
-			t.db += c
+			m[pid] = c
 		}
 	}
-	return t
+	return m
 }
 
-// procIO returns the syscr and syscw counters of /proc/self/io (zero if
-// they cannot be read).
-func procIO() (reads, writes uint64) {
-	b, err := os.ReadFile("/proc/self/io")
+// since is the CPU the database's processes used since before: each
+// process's difference, the whole time of processes started since (a
+// PostgreSQL backend for a new connection), nothing for processes that
+// ended (their time is gone from /proc; the servers' pools keep their
+// connections, so those are other clients'), and never less than zero.
+func (m dbCPU) since(before dbCPU) time.Duration {
+	var d time.Duration
+	for pid, c := range m {
+		if b, ok := before[pid]; ok && c >= b {
+			d += c - b
+		} else if !ok {
+			d += c
+		}
+	}
+	return d
+}
+
+// procIO returns the syscr and syscw counters of a /proc/<pid>/io file (zero
+// if they cannot be read).
+func procIO(path string) (reads, writes uint64) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, 0
 	}
@@ -111,25 +158,4 @@ func procCPU(path string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(u+s) * time.Second / clockTick, true
-}
-
-// plus returns the CPU used in t and in o together; the /proc figures only
-// if both have them.
-func (t cpuTimes) plus(o cpuTimes) cpuTimes {
-	s := cpuTimes{allocs: t.allocs + o.allocs, allocBytes: t.allocBytes + o.allocBytes, gc: t.gc + o.gc}
-	if t.ok && o.ok {
-		s.self, s.db, s.ok = t.self+o.self, t.db+o.db, true
-		s.reads, s.writes = t.reads+o.reads, t.writes+o.writes
-	}
-	return s
-}
-
-// sub returns the CPU used between o and t.
-func (t cpuTimes) sub(o cpuTimes) cpuTimes {
-	d := cpuTimes{allocs: t.allocs - o.allocs, allocBytes: t.allocBytes - o.allocBytes, gc: t.gc - o.gc}
-	if t.ok && o.ok {
-		d.self, d.db, d.ok = t.self-o.self, t.db-o.db, true
-		d.reads, d.writes = t.reads-o.reads, t.writes-o.writes
-	}
-	return d
 }

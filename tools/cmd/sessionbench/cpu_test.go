@@ -30,55 +30,61 @@ func TestProcCPU(t *testing.T) {
 	}
 }
 
-func TestReadCPUCountsThisProcess(t *testing.T) {
+func TestProcessCostsCountThisProcess(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("CPU times come from /proc")
 	}
-	before := readCPU()
-	if !before.ok {
-		t.Fatal("cannot read /proc/self/stat")
+	before, err := processCosts(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Burn well over one clock tick of CPU.
+	// Burn well over one clock tick of CPU, and make a few system calls.
 	deadline := time.Now().Add(200 * time.Millisecond)
 	x := 0
 	for time.Now().Before(deadline) {
 		x++
 	}
-	d := readCPU().sub(before)
-	if !d.ok || d.self < 50*time.Millisecond {
-		t.Errorf("%d loops: this process used %v of CPU, want at least 50ms", x, d.self)
+	for range 10 {
+		if _, err := os.ReadFile("/proc/self/stat"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := processCosts(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := after.since(before)
+	if d.cpu < 50*time.Millisecond || d.reads < 10 {
+		t.Errorf("%d loops: this process used %v of CPU and %d reads, want at least 50ms and 10", x, d.cpu, d.reads)
+	}
+	if _, err := processCosts(-1); err == nil {
+		t.Error("processCosts(-1): no error")
 	}
 }
 
-// TestSampleAddsCosts: a workload's total sums its rounds' costs, and keeps
-// the /proc figures only if every round had them.
-func TestSampleAddsCosts(t *testing.T) {
-	round := func(ok bool) sample {
-		return sample{requests: 10, elapsed: time.Second, cpu: cpuTimes{
-			self: time.Millisecond, db: 2 * time.Millisecond, ok: ok,
-			allocs: 100, allocBytes: 1000, gc: time.Microsecond, reads: 5, writes: 3,
-		}}
+// TestDBCPUSince: a database's CPU over a round counts each process's
+// difference and new processes whole, ignores ended ones, and a process
+// whose time went down (a pid reused) is not negative.
+func TestDBCPUSince(t *testing.T) {
+	before := dbCPU{1: time.Second, 2: 2 * time.Second, 3: 3 * time.Second, 5: 5 * time.Second}
+	after := dbCPU{1: 1500 * time.Millisecond, 2: 2 * time.Second, 4: 300 * time.Millisecond, 5: time.Second}
+	if got, want := after.since(before), 800*time.Millisecond; got != want {
+		t.Errorf("since = %v, want %v", got, want)
 	}
-	var total sample
-	total.add(round(true))
-	total.add(round(true))
-	want := cpuTimes{self: 2 * time.Millisecond, db: 4 * time.Millisecond, ok: true,
-		allocs: 200, allocBytes: 2000, gc: 2 * time.Microsecond, reads: 10, writes: 6}
-	if total.cpu != want || total.requests != 20 || total.elapsed != 2*time.Second {
-		t.Fatalf("two rounds add to %+v, want %+v", total, want)
+}
+
+// TestRoundCostsAdd: a workload's total sums its rounds' costs, each the
+// difference of the readings around it.
+func TestRoundCostsAdd(t *testing.T) {
+	before := costs{cpu: time.Second, reads: 10, writes: 5, stats: processStats{Allocs: 100, AllocBytes: 1000, GCSeconds: 0.5, Statements: 7}, db: dbCPU{1: time.Second}}
+	after := costs{cpu: 3 * time.Second, reads: 30, writes: 6, stats: processStats{Allocs: 400, AllocBytes: 4000, GCSeconds: 0.75, Statements: 10}, db: dbCPU{1: 4 * time.Second}}
+	one := after.since(before)
+	want := roundCosts{cpu: 2 * time.Second, db: 3 * time.Second, reads: 20, writes: 1, allocs: 300, allocBytes: 3000, gc: 250 * time.Millisecond, statements: 3}
+	if one != want {
+		t.Fatalf("one round: %+v, want %+v", one, want)
 	}
-	for _, rounds := range [][]bool{{true, false}, {false, true}, {false}} {
-		var total sample
-		for _, ok := range rounds {
-			total.add(round(ok))
-		}
-		var r ServerResult
-		r.setCosts(total)
-		if total.cpu.ok || r.AppCPUMicros != 0 || r.ReadCallsPerRequest != 0 {
-			t.Errorf("rounds with /proc %v: %+v, costs %+v; want no CPU figures", rounds, total.cpu, r)
-		}
-		if r.AllocsPerRequest != 10 {
-			t.Errorf("rounds with /proc %v: %v allocations per request, want 10", rounds, r.AllocsPerRequest)
-		}
+	two := one.plus(one)
+	if two != (roundCosts{cpu: 4 * time.Second, db: 6 * time.Second, reads: 40, writes: 2, allocs: 600, allocBytes: 6000, gc: 500 * time.Millisecond, statements: 6}) {
+		t.Errorf("two rounds: %+v", two)
 	}
 }

@@ -46,9 +46,9 @@ func processCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkHandler calls each server's handler directly, one request at a
-// time, on a real database: no HTTP connection, no load generator, no
-// concurrency, hence no collisions and little noise. cpu-µs/op is this
+// BenchmarkHandler calls each server's handler directly in this process, one
+// request at a time, on a real database: no HTTP connection, no load
+// generator, no concurrency, hence no collisions and little noise. cpu-µs/op is this
 // process's CPU time per request (the database's is not counted), the figure
 // the side-by-side HTTP runs spend most of the machine on besides the
 // database; compare it across servers of one backend.
@@ -57,12 +57,15 @@ func processCPU(b *testing.B) time.Duration {
 func BenchmarkHandler(b *testing.B) {
 	for _, name := range backendNames {
 		b.Run(name, func(b *testing.B) {
-			be := openTestBackend(b, name)
+			handlers := map[string]http.Handler{}
+			for _, s := range serverNames {
+				handlers[s] = testServer(b, name, s, false)
+			}
 			for _, wl := range workloadNames {
 				b.Run(wl, func(b *testing.B) {
 					for _, s := range serverNames {
 						b.Run(s, func(b *testing.B) {
-							benchHandler(b, be.servers[s].srv.Handler, wl)
+							benchHandler(b, handlers[s], wl)
 						})
 					}
 				})

@@ -1,38 +1,62 @@
 // Command sessionbench measures the seed's counter workload over HTTP on
-// PostgreSQL, MariaDB/MySQL and SQLite, side by side: for each database it
-// starts three servers on loopback ports in this process,
+// PostgreSQL, MariaDB/MySQL and SQLite, three servers side by side:
 //
 //   - sqlsessions: httpadapter + bunstore;
 //   - scs: alexedwards/scs v2 with its store for that database
 //     (postgresstore on pgx, mysqlstore, sqlite3store on ncruces/go-sqlite3);
 //   - floor: hand-written database/sql, one prepared SELECT and one prepared
-//     upsert per request, its own cookie token, no session library;
+//     upsert per request, its own cookie token, an index on the expiry, no
+//     session library: the best a hand-written equivalent does.
 //
-// all on one fresh schema (database, file) and one pool with the same
-// settings, dropped at the end. It seeds --sessions sessions per server,
-// then drives each server with --concurrency keep-alive connections, each
-// request naming one of the sessions at random, for --duration per round,
-// in interleaved rounds whose order rotates (sqlsessions, scs, floor; then
-// scs, floor, sqlsessions; ...), and prints req/s, p50, p99, errors and the
-// CPU time per request (this process; the database server's processes) per
-// server, and the ratios sqlsessions/scs and sqlsessions/floor.
+// Each server runs in a process of its own (this program re-executed with
+// the hidden subcommand "serve"), on its own pool of the same size with the
+// same driver, and the load comes from wrk (https://github.com/wg/wrk;
+// Debian: apt-get install -y wrk), another process: a load generator in the
+// server's process spends about as much CPU as the server and hides
+// differences between servers. For each database sessionbench creates one
+// fresh schema (database, file) with the three servers' tables, dropped at
+// the end, and runs, per workload, interleaved rounds whose order rotates
+// (sqlsessions, scs, floor; then scs, floor, sqlsessions; ...). In a round
+// one server runs alone: its process starts, gets --sessions sessions
+// seeded (over HTTP, by this process), --warmup of unmeasured load, then
+// --duration of wrk with --concurrency connections, each request carrying
+// the cookie of one seeded session at random; then it stops. Every response
+// is checked (status, body, cookie); a failed request or a socket error is
+// an error, and a run with errors is not a result (exit status 1).
 //
-// The default of 10,000 seeded sessions is a small site's live sessions. With
-// a few hundred, PostgreSQL's plan for the lookup is a sequential scan of the
-// whole table, not the primary key (so the run measures row width, not
-// sessions), and with 32 connections 6 % of requests run concurrently with
-// another on the same session, which browsers rarely do; --sessions 200
-// still measures that case.
+// It reports per server: req/s, wrk's p50 and p99 latency, the CPU time of
+// the server's process per request (utime+stime of /proc/PID/stat: every
+// thread, before and after the round), that of the database server's
+// processes per request (PostgreSQL's or MariaDB's processes, found by name;
+// SQLite runs in the server's process), allocations, GC and system calls
+// per request, errors; and the ratios sqlsessions/floor and sqlsessions/scs,
+// of the totals and the median of the per-round ratios.
 //
 // Workloads: counter (read the counter, increment, write it back), read
 // (read only) and new (no cookie: a new session per request).
 //
-//	go run ./cmd/sessionbench --backends postgres,mysql,sqlite --duration 5s --rounds 2
+//	go run ./cmd/sessionbench --preset seed
+//	go run ./cmd/sessionbench --backends postgres,mysql,sqlite --duration 5s --rounds 3
+//
+// --preset seed runs the seed examples' settings: a pool of 10 connections
+// (MaxOpenConns = MaxIdleConns) for the three servers on PostgreSQL and
+// MariaDB, SQLite's 4 (what sqlitewasm.Open gives examples/sqlite; a file in
+// WAL mode), sessions expiring after 10 s of inactivity (sqlsessions
+// OnInactivity(10s); scs IdleTimeout 10s within its 24 h Lifetime, which
+// makes it write at every request; the floor a 10 s expiry), 32 wrk
+// connections and 2,000 sessions. Flags given beside it override it.
+//
+// Without a preset, 10,000 sessions per server (a small site's live
+// sessions; with a few hundred, PostgreSQL plans the lookup as a scan of the
+// whole table, and with 32 connections 6 % of requests collide with another
+// on the same session), pools of 32 (SQLite 4), each library's default
+// expiry.
 //
 // Databases: SQLSESSIONS_POSTGRES_URL (default
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable) and
 // SQLSESSIONS_MYSQL_URL (default root@tcp(127.0.0.1:3306)/test, a
 // go-sql-driver DSN or a mysql:// URL; parseTime=true&loc=UTC are enforced).
+// The server processes inherit them.
 package main
 
 import (
@@ -42,89 +66,118 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/pprof"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 )
 
 // defaultSessions is how many sessions each server gets seeded with unless
-// --sessions says otherwise (see the package doc for why not a few hundred).
+// --sessions or a preset says otherwise (see the package doc for why not a
+// few hundred).
 const defaultSessions = 10_000
+
+// presetSeed names the seed examples' settings (see the package doc).
+const presetSeed = "seed"
 
 // config is what the flags say.
 type config struct {
+	preset      string
 	backends    []string
 	workloads   []string
 	duration    time.Duration
 	warmup      time.Duration
 	sessions    int
-	concurrency int
+	concurrency int // wrk connections
+	threads     int // wrk threads
 	rounds      int
-	json        bool
-	cpuProfile  string
-	memProfile  string
+	pool        int // PostgreSQL and MariaDB pool size, per server
+	sqlitePool  int
+	inactivity  time.Duration // 0: each server's default expiry
+	floorRow    bool
 	countStmts  bool
-	db          dbConfig
+	json        bool
+	cpuProfile  string // a directory for the server processes' profiles
+	wrk         string
+	tempDir     string // where the SQLite file and wrk's files go ("": the system's)
+}
+
+// RoundResult is one server's one round.
+type RoundResult struct {
+	Requests        int     `json:"requests"`
+	Errors          int     `json:"errors"`
+	ReqPerSec       float64 `json:"req_per_sec"`
+	P50Ms           float64 `json:"p50_ms"`
+	P99Ms           float64 `json:"p99_ms"`
+	ServerCPUMicros float64 `json:"server_cpu_us_per_request"`
+	DBCPUMicros     float64 `json:"db_cpu_us_per_request"`
 }
 
 // ServerResult is one server's totals over all rounds of one workload.
 type ServerResult struct {
-	Server    string  `json:"server"`
+	Server string `json:"server"`
+	// Requests counts the responses of the measured runs, good or bad;
+	// Errors the bad ones and the socket errors, warm-ups included.
 	Requests  int     `json:"requests"`
 	Errors    int     `json:"errors"`
 	FirstErr  string  `json:"first_error,omitempty"`
 	Seconds   float64 `json:"seconds"`
 	ReqPerSec float64 `json:"req_per_sec"`
-	P50Ms     float64 `json:"p50_ms"`
-	P99Ms     float64 `json:"p99_ms"`
-	// CountBefore and CountAfter sum the counters of the seeded sessions
-	// before and after the counter workload; the difference is below the
-	// successful requests when concurrent requests on one session
-	// overwrote each other's increment.
-	CountBefore int `json:"count_before,omitempty"`
-	CountAfter  int `json:"count_after,omitempty"`
+	// P50Ms and P99Ms are the medians of the rounds' percentiles, as wrk
+	// measured them.
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	// ServerCPUMicros is the CPU time of the server's process per request,
+	// and DBCPUMicros that of the database server's processes (zero for
+	// SQLite, which runs in the server's process, and for a database whose
+	// processes this machine does not show).
+	ServerCPUMicros float64 `json:"server_cpu_us_per_request"`
+	DBCPUMicros     float64 `json:"db_cpu_us_per_request"`
+	// AllocsPerRequest and AllocBytesPerRequest are the server process's
+	// heap allocations per request, GCMicros its collector's CPU time per
+	// request as the Go runtime estimates it (part of ServerCPUMicros).
+	AllocsPerRequest     float64 `json:"allocs_per_request"`
+	AllocBytesPerRequest float64 `json:"alloc_bytes_per_request"`
+	GCMicros             float64 `json:"gc_cpu_us_per_request"`
+	// ReadCallsPerRequest and WriteCallsPerRequest are the server process's
+	// read and write system calls per request.
+	ReadCallsPerRequest  float64 `json:"read_syscalls_per_request"`
+	WriteCallsPerRequest float64 `json:"write_syscalls_per_request"`
 	// StatementsPerRequest is the store statements per measured request
 	// (sqlsessions, with --count-statements).
 	StatementsPerRequest float64 `json:"statements_per_request,omitempty"`
-	// AppCPUMicros is the CPU time of this process (the server measured and
-	// the load generator driving it) per request, and DBCPUMicros that of
-	// the local database server's processes (zero for SQLite, which runs in
-	// this process, and where /proc cannot be read).
-	AppCPUMicros float64 `json:"app_cpu_us_per_request,omitempty"`
-	DBCPUMicros  float64 `json:"db_cpu_us_per_request,omitempty"`
-	// AllocsPerRequest and AllocBytesPerRequest are this process's heap
-	// allocations per request (server and load generator).
-	AllocsPerRequest     float64 `json:"allocs_per_request"`
-	AllocBytesPerRequest float64 `json:"alloc_bytes_per_request"`
-	// GCMicros is the garbage collector's CPU time per request, as the Go
-	// runtime estimates it (included in AppCPUMicros).
-	GCMicros float64 `json:"gc_cpu_us_per_request"`
-	// ReadCallsPerRequest and WriteCallsPerRequest are this process's read
-	// and write system calls per request (Linux), client side included.
-	ReadCallsPerRequest  float64 `json:"read_syscalls_per_request,omitempty"`
-	WriteCallsPerRequest float64 `json:"write_syscalls_per_request,omitempty"`
+	// CountBefore and CountAfter sum the counters of the seeded sessions
+	// before the counter workload's rounds (1 each) and after; Increments
+	// counts the good counter responses (warm-ups included). The gain is
+	// below Increments when concurrent requests on one session overwrote
+	// each other's increment, and may exceed it by the requests in flight
+	// when wrk stopped, which it does not count.
+	CountBefore int           `json:"count_before,omitempty"`
+	CountAfter  int           `json:"count_after,omitempty"`
+	Increments  int           `json:"increments,omitempty"`
+	Rounds      []RoundResult `json:"rounds"`
 }
 
 // WorkloadResult is one workload on one backend.
 type WorkloadResult struct {
-	Backend     string         `json:"backend"`
-	Workload    string         `json:"workload"`
-	Servers     []ServerResult `json:"servers"`
-	OursPerSCS  float64        `json:"sqlsessions_per_scs"`
-	OursPerFlor float64        `json:"sqlsessions_per_floor"`
-	// RoundsPerSCS and RoundsPerFloor are the same ratios round by round
-	// (each round runs the three servers back to back): their spread shows
-	// how much of a difference is noise.
+	Backend  string         `json:"backend"`
+	Workload string         `json:"workload"`
+	Servers  []ServerResult `json:"servers"`
+	// OursPerSCS and OursPerFloor are sqlsessions' req/s over scs's and
+	// the floor's, totals of all rounds.
+	OursPerSCS   float64 `json:"sqlsessions_per_scs"`
+	OursPerFloor float64 `json:"sqlsessions_per_floor"`
+	// RoundsPerSCS and RoundsPerFloor are the same ratios round by round:
+	// their spread shows how much of a difference is noise.
 	RoundsPerSCS   Spread `json:"rounds_sqlsessions_per_scs"`
 	RoundsPerFloor Spread `json:"rounds_sqlsessions_per_floor"`
+	// CPUOursPerSCS and CPUOursPerFloor are sqlsessions' server CPU per
+	// request over scs's and the floor's (totals).
+	CPUOursPerSCS   float64 `json:"server_cpu_sqlsessions_per_scs"`
+	CPUOursPerFloor float64 `json:"server_cpu_sqlsessions_per_floor"`
 }
 
 // Spread summarises per-round values.
@@ -148,53 +201,44 @@ func spreadOf(v []float64) Spread {
 
 // Report is a whole run.
 type Report struct {
+	// Load says where the load came from: wrk, in a process of its own,
+	// against each server in a process of its own.
+	Load        string           `json:"load"`
+	Preset      string           `json:"preset,omitempty"`
 	Sessions    int              `json:"sessions"`
 	Concurrency int              `json:"concurrency"`
+	Threads     int              `json:"wrk_threads"`
 	Rounds      int              `json:"rounds"`
 	Duration    string           `json:"duration_per_round"`
+	Warmup      string           `json:"warmup_per_round"`
 	Pool        int              `json:"pool"`
 	SQLitePool  int              `json:"sqlite_pool"`
+	Inactivity  string           `json:"inactivity,omitempty"`
 	FloorRow    bool             `json:"floor_row,omitempty"`
+	Errors      int              `json:"errors"`
 	Results     []WorkloadResult `json:"results"`
 }
 
+// loadDescription is Report.Load.
+const loadDescription = "wrk in its own process; each server in its own process, alone in its round"
+
 func main() {
-	exit := 0
-	defer func() { os.Exit(exit) }() // runs last, after the profile is written
+	if len(os.Args) > 1 && os.Args[1] == serveCommand {
+		os.Exit(serveMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(benchMain(os.Args[1:]))
+}
+
+func benchMain(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	cfg, err := parseFlags(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "sessionbench:", err)
-		exit = 2
-		return
-	}
-	if cfg.cpuProfile != "" {
-		f, err := os.Create(cfg.cpuProfile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "sessionbench:", err)
-			os.Exit(1)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "sessionbench:", err)
-			os.Exit(1)
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
-	}
-	if cfg.memProfile != "" {
-		runtime.MemProfileRate = 64 << 10 // finer than the default 512 KiB: requests allocate little
-		defer func() {
-			if err := writeHeapProfile(cfg.memProfile); err != nil {
-				fmt.Fprintln(os.Stderr, "sessionbench:", err)
-				exit = 1
-			}
-		}()
+		return 2
 	}
 	rep, err := run(ctx, cfg, os.Stderr)
 	if rep != nil {
@@ -206,22 +250,14 @@ func main() {
 			printReport(os.Stdout, rep)
 		}
 	}
+	if err == nil && rep.Errors > 0 {
+		err = fmt.Errorf("%d requests failed: this run is not a result", rep.Errors)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sessionbench:", err)
-		exit = 1
+		return 1
 	}
-}
-
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return 0
 }
 
 func splitList(s string, allowed []string) ([]string, error) {
@@ -242,31 +278,51 @@ func splitList(s string, allowed []string) ([]string, error) {
 	return out, nil
 }
 
-var backendNames = []string{"postgres", "mysql", "sqlite"}
-
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("sessionbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var cfg config
+	fs.StringVar(&cfg.preset, "preset", "", `"seed": the seed examples' settings (pool 10, SQLite 4, OnInactivity(10s) and its equivalents, 32 connections, 2,000 sessions); flags given beside it override it`)
 	backends := fs.String("backends", "postgres,mysql,sqlite", "databases to run: postgres, mysql, sqlite")
 	workloads := fs.String("workloads", "counter,read,new", "workloads: counter (read+increment+write), read (read only), new (a new session per request)")
-	var cfg config
-	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one round against one server")
-	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load on each server before a workload's rounds")
-	fs.IntVar(&cfg.sessions, "sessions", defaultSessions, "sessions seeded per server (a small working set such as 200 makes PostgreSQL scan the whole table for every lookup, and many requests collide on one session)")
-	fs.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent client connections")
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured load on one server per round (whole seconds: wrk takes nothing finer)")
+	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load on each server before its measured run, every round (whole seconds; 0 for none)")
+	fs.IntVar(&cfg.sessions, "sessions", defaultSessions, "sessions seeded per server and round (a small working set such as 200 makes PostgreSQL scan the whole table for every lookup, and many requests collide on one session)")
+	fs.IntVar(&cfg.concurrency, "concurrency", 32, "wrk's connections")
+	fs.IntVar(&cfg.threads, "threads", 2, "wrk's threads (at most --concurrency)")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds per server; the order rotates each round, so a multiple of 3 puts every server in every position equally often")
-	fs.IntVar(&cfg.db.pool, "pool", 32, "PostgreSQL and MySQL pool size (MaxOpenConns = MaxIdleConns), shared by the three servers")
-	fs.IntVar(&cfg.db.sqlitePool, "sqlite-pool", 4, "SQLite pool size (MaxOpenConns = MaxIdleConns)")
-	fs.BoolVar(&cfg.db.floorRow, "floor-row", false, "give the floor's rows a session's shape: its SELECT also returns a 12-byte blob and a version besides the expiry (scanned, not decoded), so read compares sqlsessions with a hand-written lookup of the same row; its writes do not change")
+	fs.IntVar(&cfg.pool, "pool", 32, "PostgreSQL and MariaDB pool size of each server (MaxOpenConns = MaxIdleConns)")
+	fs.IntVar(&cfg.sqlitePool, "sqlite-pool", 4, "SQLite pool size of each server (MaxOpenConns = MaxIdleConns)")
+	fs.DurationVar(&cfg.inactivity, "inactivity", 0, "expire sessions after this long without a write: sqlsessions OnInactivity, scs IdleTimeout (which writes at every request), the floor's expiry; 0 leaves each its default")
+	fs.BoolVar(&cfg.floorRow, "floor-row", false, "give the floor's rows a session's shape: its SELECT also returns a 12-byte blob and a version besides the expiry (scanned, not decoded), so read compares sqlsessions with a hand-written lookup of the same row; its writes do not change")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&cfg.countStmts, "count-statements", false, "count sqlsessions' store statements (a query hook, which costs a little) and report them per request: above 2 per counter request means saves met concurrent writes and reloaded")
-	fs.StringVar(&cfg.memProfile, "memprofile", "", "write an allocation profile of the whole run to this file (go tool pprof -sample_index=alloc_objects; the servers differ in their stacks: httpadapter, scs, main.(*floor))")
-	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file; each server's goroutines carry the pprof label server=<name> and the load generator's client=<name> (go tool pprof -tags; -tagfocus server=sqlsessions)")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write each server process's CPU profile (its whole life: seeding, warm-up, measured run) into this directory, one file per backend, workload, round and server")
+	fs.StringVar(&cfg.wrk, "wrk", "wrk", "the wrk binary")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch cfg.preset {
+	case "":
+	case presetSeed:
+		for name, apply := range map[string]func(){
+			"pool":        func() { cfg.pool = 10 },
+			"sqlite-pool": func() { cfg.sqlitePool = 4 },
+			"inactivity":  func() { cfg.inactivity = 10 * time.Second },
+			"concurrency": func() { cfg.concurrency = 32 },
+			"sessions":    func() { cfg.sessions = 2000 },
+		} {
+			if !set[name] {
+				apply()
+			}
+		}
+	default:
+		return cfg, fmt.Errorf("--preset: unknown %q (want %s)", cfg.preset, presetSeed)
 	}
 	var err error
 	if cfg.backends, err = splitList(*backends, backendNames); err != nil {
@@ -276,24 +332,38 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("--workloads: %w", err)
 	}
 	switch {
-	case cfg.duration <= 0 || cfg.duration > 10*time.Minute:
-		return cfg, errors.New("--duration must be in (0, 10m]")
-	case cfg.warmup < 0 || cfg.warmup > time.Minute:
-		return cfg, errors.New("--warmup must be in [0, 1m]")
+	case cfg.duration < time.Second || cfg.duration > 10*time.Minute || cfg.duration%time.Second != 0:
+		return cfg, errors.New("--duration must be whole seconds in [1s, 10m]")
+	case cfg.warmup < 0 || cfg.warmup > time.Minute || cfg.warmup%time.Second != 0:
+		return cfg, errors.New("--warmup must be whole seconds in [0, 1m]")
 	case cfg.sessions < 1 || cfg.sessions > 100_000:
 		return cfg, errors.New("--sessions must be in [1, 100000]")
 	case cfg.concurrency < 1 || cfg.concurrency > 1024:
 		return cfg, errors.New("--concurrency must be in [1, 1024]")
+	case cfg.threads < 1:
+		return cfg, errors.New("--threads must be at least 1")
 	case cfg.rounds < 1 || cfg.rounds > 100:
 		return cfg, errors.New("--rounds must be in [1, 100]")
-	case cfg.db.pool < 1 || cfg.db.sqlitePool < 1:
+	case cfg.pool < 1 || cfg.sqlitePool < 1:
 		return cfg, errors.New("--pool and --sqlite-pool must be at least 1")
+	case cfg.inactivity < 0:
+		return cfg, errors.New("--inactivity must not be negative")
+	case cfg.inactivity > 0 && slices.Contains(cfg.workloads, workloadRead) && cfg.warmup+cfg.duration >= cfg.inactivity:
+		// Reading does not renew sqlsessions' or the floor's sessions.
+		return cfg, fmt.Errorf("--workloads read with --inactivity %s needs --warmup + --duration below it: sessions that are only read expire", cfg.inactivity)
 	}
-	cfg.db.postgresURL = bunstoretest.PostgresURL()
-	if cfg.db.mysqlDSN, err = bunstoretest.MySQLURLToDSN(bunstoretest.MySQLDSN()); err != nil {
-		return cfg, err
-	}
+	cfg.threads = min(cfg.threads, cfg.concurrency)
 	return cfg, nil
+}
+
+// runner holds what every round of a run needs.
+type runner struct {
+	cfg    config
+	log    io.Writer
+	exe    string // this program, for the server processes
+	wrk    string // wrk's path
+	script string // wrk's Lua script
+	dir    string // a temporary directory for the run
 }
 
 // run runs every workload of every backend and returns the report; log gets
@@ -301,11 +371,41 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 // far.
 func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 	rep := &Report{
-		Sessions: cfg.sessions, Concurrency: cfg.concurrency, Rounds: cfg.rounds,
-		Duration: cfg.duration.String(), Pool: cfg.db.pool, SQLitePool: cfg.db.sqlitePool, FloorRow: cfg.db.floorRow,
+		Load: loadDescription, Preset: cfg.preset,
+		Sessions: cfg.sessions, Concurrency: cfg.concurrency, Threads: cfg.threads, Rounds: cfg.rounds,
+		Duration: cfg.duration.String(), Warmup: cfg.warmup.String(), Pool: cfg.pool, SQLitePool: cfg.sqlitePool,
+		FloorRow: cfg.floorRow,
+	}
+	if cfg.inactivity > 0 {
+		rep.Inactivity = cfg.inactivity.String()
+	}
+	r := &runner{cfg: cfg, log: log}
+	var err error
+	if r.wrk, err = findWrk(cfg.wrk); err != nil {
+		return nil, err
+	}
+	if r.exe, err = os.Executable(); err != nil {
+		return nil, err
+	}
+	if cfg.cpuProfile != "" {
+		if err := os.MkdirAll(cfg.cpuProfile, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if r.dir, err = os.MkdirTemp(cfg.tempDir, "sessionbench-run-"); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(r.dir)
+	if r.script, err = writeScript(r.dir); err != nil {
+		return nil, err
 	}
 	for _, name := range cfg.backends {
-		res, err := runBackend(ctx, name, cfg, log)
+		res, err := r.runBackend(ctx, name)
+		for _, w := range res {
+			for _, s := range w.Servers {
+				rep.Errors += s.Errors
+			}
+		}
 		rep.Results = append(rep.Results, res...)
 		if err != nil {
 			return rep, fmt.Errorf("%s: %w", name, err)
@@ -314,123 +414,222 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 	return rep, nil
 }
 
-func runBackend(ctx context.Context, name string, cfg config, log io.Writer) (_ []WorkloadResult, err error) {
-	b, err := openBackend(ctx, name, cfg.db, cfg.cpuProfile != "", cfg.countStmts)
+// round is what one round on one server measured.
+type round struct {
+	wrk        wrkResult
+	warmupErrs int
+	firstErr   string
+	costs      roundCosts
+	increments int // good counter responses, warm-up included
+	countAfter int // the seeded sessions' counters, summed (counter)
+}
+
+func (r round) errors() int { return r.wrk.errors() + r.warmupErrs }
+
+func (r round) rate() float64 {
+	return float64(r.wrk.requests-r.wrk.bad) / r.wrk.duration.Seconds()
+}
+
+func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResult, err error) {
+	b, err := newBackend(ctx, name, r.dir, r.cfg.floorRow)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, b.close()) }()
 
-	clients := map[string]*http.Client{}
-	for _, s := range serverNames {
-		c := newClient(cfg.concurrency)
-		defer c.CloseIdleConnections()
-		clients[s] = c
-	}
-	cookies := map[string][]string{}
-	for _, s := range serverNames {
-		// Seeding dials the client's connections: with labels on, their
-		// reading and writing goroutines carry client=<name> too.
-		asClient(cfg.cpuProfile != "", ctx, s, func(ctx context.Context) {
-			cookies[s], err = seed(ctx, clients[s], b.servers[s].url, cfg.sessions, cfg.concurrency)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s, err)
-		}
-	}
-	fmt.Fprintf(log, "%s: seeded %d sessions per server\n", name, cfg.sessions)
-
 	var out []WorkloadResult
-	for _, wl := range cfg.workloads {
-		b.tidy = b.runOrDrop(ctx, b.tidy, log)
-		totals := map[string]*sample{}
-		before := map[string]int{}
-		for _, s := range serverNames {
-			totals[s] = &sample{}
-			if cfg.warmup > 0 {
-				asClient(cfg.cpuProfile != "", ctx, s, func(ctx context.Context) {
-					drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.warmup)
-				})
-			}
-			if wl == workloadCounter {
-				if before[s], err = sumCounts(ctx, clients[s], b.servers[s].url, cookies[s]); err != nil {
-					return out, fmt.Errorf("%s: %w", s, err)
-				}
-			}
-		}
-		var stmts0 int64
-		if b.statements != nil {
-			stmts0 = b.statements.n.Load()
-		}
-		var perSCS, perFloor []float64 // per-round ratios
-		for round := range cfg.rounds {
+	for _, wl := range r.cfg.workloads {
+		b.tidy = b.runOrDrop(ctx, b.tidy, r.log)
+		rounds := map[string][]round{}
+		var perSCS, perFloor []float64
+		for i := range r.cfg.rounds {
 			rate := map[string]float64{}
-			for _, s := range roundOrder(round) {
-				b.settle = b.runOrDrop(ctx, b.settle, log)
-				var smp sample
-				measure := func(ctx context.Context) {
-					cpu0 := readCPU()
-					smp = drive(ctx, clients[s], b.servers[s].url, cookies[s], wl, cfg.concurrency, cfg.duration)
-					smp.cpu = readCPU().sub(cpu0)
+			for _, s := range roundOrder(i) {
+				rd, err := r.runRound(ctx, b, s, wl, i)
+				if err != nil {
+					return out, fmt.Errorf("%s round %d, %s: %w", wl, i+1, s, err)
 				}
-				asClient(cfg.cpuProfile != "", ctx, s, measure)
-				rate[s] = float64(smp.requests-smp.errors) / smp.elapsed.Seconds()
-				fmt.Fprintf(log, "%s/%s round %d %-11s %8.0f req/s, %d errors%s\n", name, wl, round+1, s,
-					rate[s], smp.errors, cpuNote(smp))
-				totals[s].add(smp)
-			}
-			if err := ctx.Err(); err != nil {
-				return out, err
+				rounds[s] = append(rounds[s], rd)
+				rate[s] = rd.rate()
+				fmt.Fprintf(r.log, "%s/%s round %d %-11s %s\n", name, wl, i+1, s, roundNote(rd, name))
 			}
 			perSCS = append(perSCS, rate[serverOurs]/rate[serverSCS])
 			perFloor = append(perFloor, rate[serverOurs]/rate[serverFloor])
 		}
 		wr := WorkloadResult{Backend: name, Workload: wl}
 		for _, s := range serverNames {
-			t := totals[s]
-			sortDurations(t.latencies)
-			r := ServerResult{
-				Server: s, Requests: t.requests, Errors: t.errors, FirstErr: t.firstErr,
-				Seconds:   t.elapsed.Seconds(),
-				ReqPerSec: float64(t.requests-t.errors) / t.elapsed.Seconds(),
-				P50Ms:     ms(percentile(t.latencies, 0.50)),
-				P99Ms:     ms(percentile(t.latencies, 0.99)),
-			}
-			r.setCosts(*t)
-			if s == serverOurs && b.statements != nil {
-				r.StatementsPerRequest = float64(b.statements.n.Load()-stmts0) / float64(t.requests)
-			}
-			if wl == workloadCounter {
-				r.CountBefore = before[s]
-				if r.CountAfter, err = sumCounts(ctx, clients[s], b.servers[s].url, cookies[s]); err != nil {
-					return out, fmt.Errorf("%s: %w", s, err)
-				}
-			}
-			wr.Servers = append(wr.Servers, r)
+			wr.Servers = append(wr.Servers, r.serverResult(s, wl, rounds[s]))
 		}
-		wr.OursPerSCS = wr.Servers[0].ReqPerSec / wr.Servers[1].ReqPerSec
-		wr.OursPerFlor = wr.Servers[0].ReqPerSec / wr.Servers[2].ReqPerSec
+		ours, scs, fl := wr.Servers[0], wr.Servers[1], wr.Servers[2]
+		wr.OursPerSCS, wr.OursPerFloor = ours.ReqPerSec/scs.ReqPerSec, ours.ReqPerSec/fl.ReqPerSec
+		wr.CPUOursPerSCS, wr.CPUOursPerFloor = ours.ServerCPUMicros/scs.ServerCPUMicros, ours.ServerCPUMicros/fl.ServerCPUMicros
 		wr.RoundsPerSCS, wr.RoundsPerFloor = spreadOf(perSCS), spreadOf(perFloor)
 		out = append(out, wr)
 	}
 	return out, nil
 }
 
-// asClient runs fn, with the pprof label client=name when label is set.
-func asClient(label bool, ctx context.Context, name string, fn func(context.Context)) {
-	if label {
-		pprof.Do(ctx, pprof.Labels("client", name), fn)
-	} else {
-		fn(ctx)
+// runRound runs server s alone for one round of workload wl: its process
+// starts, gets its sessions seeded and warmed up, and is measured with wrk;
+// then it stops.
+func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) (rd round, err error) {
+	cfg := r.cfg
+	sc := serverConfig{
+		backend: b.name, server: s, schema: b.schema, pool: cfg.pool,
+		inactivity: cfg.inactivity, floorRow: cfg.floorRow, countStatements: cfg.countStmts && s == serverOurs,
 	}
+	if b.name == "sqlite" {
+		sc.pool = cfg.sqlitePool
+	}
+	profile := ""
+	if cfg.cpuProfile != "" {
+		profile = filepath.Join(cfg.cpuProfile, fmt.Sprintf("%s-%s-%d-%s.prof", b.name, wl, i+1, s))
+	}
+	c, err := startChild(ctx, r.exe, sc, profile)
+	if err != nil {
+		return rd, err
+	}
+	defer func() {
+		err = errors.Join(err, c.stop())
+		if w := c.warnings(); w != "" {
+			// Requests in flight when wrk stops are cancelled, which
+			// sqlsessions logs: a few lines are enough to see what it was.
+			lines := strings.Split(w, "\n")
+			more := ""
+			if len(lines) > 3 {
+				lines, more = lines[:3], fmt.Sprintf("\n(%d more lines)", len(lines)-3)
+			}
+			fmt.Fprintf(r.log, "%s: the server process wrote:\n%s%s\n", c.name, strings.Join(lines, "\n"), more)
+		}
+	}()
+	client := newClient(cfg.concurrency)
+	defer client.CloseIdleConnections()
+
+	w := wrkRun{
+		wrk: r.wrk, script: r.script, url: c.url, workload: wl,
+		threads: cfg.threads, connections: cfg.concurrency,
+	}
+	var cookies []string
+	if wl != workloadNew {
+		// Seeded every round: the processes end between rounds, and with
+		// --inactivity the sessions expire while other servers run.
+		if cookies, err = seed(ctx, client, c.url, cfg.sessions, cfg.concurrency); err != nil {
+			return rd, fmt.Errorf("seeding: %w", err)
+		}
+		w.cookies = filepath.Join(r.dir, "cookies")
+		if err := os.WriteFile(w.cookies, []byte(strings.Join(cookies, "\n")+"\n"), 0o600); err != nil {
+			return rd, err
+		}
+	}
+	if cfg.warmup > 0 {
+		w.duration = cfg.warmup
+		warm, err := w.run(ctx)
+		if err != nil {
+			return rd, fmt.Errorf("warm-up: %w", err)
+		}
+		rd.warmupErrs = warm.errors()
+		if rd.warmupErrs > 0 {
+			rd.firstErr = "warm-up: " + warm.firstError()
+		}
+		rd.increments = warm.requests - warm.bad
+	}
+	b.settle = b.runOrDrop(ctx, b.settle, r.log)
+
+	// The stats request runs outside the measured CPU: before the /proc
+	// reading at the start, after it at the end.
+	var before, after costs
+	if before.stats, err = c.stats(ctx, client); err != nil {
+		return rd, err
+	}
+	if before, err = withProc(before, c.pid); err != nil {
+		return rd, err
+	}
+	w.duration = cfg.duration
+	if rd.wrk, err = w.run(ctx); err != nil {
+		return rd, err
+	}
+	if after, err = withProc(after, c.pid); err != nil {
+		return rd, err
+	}
+	if after.stats, err = c.stats(ctx, client); err != nil {
+		return rd, err
+	}
+	rd.costs = after.since(before)
+	if rd.wrk.errors() > 0 && rd.firstErr == "" {
+		rd.firstErr = rd.wrk.firstError()
+	}
+	if wl == workloadCounter {
+		rd.increments += rd.wrk.requests - rd.wrk.bad
+		if rd.countAfter, err = sumCounts(ctx, client, c.url, cookies, cfg.concurrency); err != nil {
+			return rd, fmt.Errorf("reading the counters: %w", err)
+		}
+	}
+	return rd, nil
+}
+
+// withProc returns c with the server process's and the database's /proc
+// figures read now.
+func withProc(c costs, pid int) (costs, error) {
+	p, err := processCosts(pid)
+	if err != nil {
+		return c, err
+	}
+	c.cpu, c.reads, c.writes = p.cpu, p.reads, p.writes
+	c.db = readDBCPU()
+	return c, nil
+}
+
+// serverResult sums server s's rounds of workload wl.
+func (r *runner) serverResult(s, wl string, rounds []round) ServerResult {
+	res := ServerResult{Server: s}
+	var total roundCosts
+	var p50, p99 []float64
+	good := 0
+	for _, rd := range rounds {
+		res.Requests += rd.wrk.requests
+		res.Errors += rd.errors()
+		if res.FirstErr == "" {
+			res.FirstErr = rd.firstErr
+		}
+		res.Seconds += rd.wrk.duration.Seconds()
+		good += rd.wrk.requests - rd.wrk.bad
+		total = total.plus(rd.costs)
+		p50, p99 = append(p50, ms(rd.wrk.p50)), append(p99, ms(rd.wrk.p99))
+		n := float64(max(rd.wrk.requests, 1))
+		res.Rounds = append(res.Rounds, RoundResult{
+			Requests: rd.wrk.requests, Errors: rd.errors(), ReqPerSec: rd.rate(),
+			P50Ms: ms(rd.wrk.p50), P99Ms: ms(rd.wrk.p99),
+			ServerCPUMicros: micros(rd.costs.cpu) / n, DBCPUMicros: micros(rd.costs.db) / n,
+		})
+		if wl == workloadCounter {
+			res.CountBefore += r.cfg.sessions // seeded at 1 each
+			res.CountAfter += rd.countAfter
+			res.Increments += rd.increments
+		}
+	}
+	res.ReqPerSec = float64(good) / res.Seconds
+	res.P50Ms, res.P99Ms = spreadOf(p50).Median, spreadOf(p99).Median
+	if res.Requests > 0 {
+		n := float64(res.Requests)
+		res.ServerCPUMicros = micros(total.cpu) / n
+		res.DBCPUMicros = micros(total.db) / n
+		res.AllocsPerRequest = float64(total.allocs) / n
+		res.AllocBytesPerRequest = float64(total.allocBytes) / n
+		res.GCMicros = micros(total.gc) / n
+		res.ReadCallsPerRequest = float64(total.reads) / n
+		res.WriteCallsPerRequest = float64(total.writes) / n
+		if r.cfg.countStmts && s == serverOurs {
+			res.StatementsPerRequest = float64(total.statements) / n
+		}
+	}
+	return res
 }
 
 // roundOrder is the order the servers run in round r: rotated by one each
 // round, so over len(serverNames) rounds every server runs once in every
-// position. A fixed order measured up to 10% apart on PostgreSQL read
-// (sqlsessions first: 83 µs of CPU per request here, after scs: 73 µs),
-// whatever the previous round left behind (garbage to collect, dirty
-// caches) falling on the same server every time.
+// position. A fixed order measured up to 10% apart on PostgreSQL read,
+// whatever the previous round left behind (dirty caches, a database still
+// writing) falling on the same server every time.
 func roundOrder(r int) []string {
 	n := len(serverNames)
 	order := make([]string, n)
@@ -444,75 +643,71 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
-// setCosts fills r's per-request costs from s: allocations and GC always,
-// CPU times and system calls where /proc could be read.
-func (r *ServerResult) setCosts(s sample) {
-	if s.requests == 0 {
-		return
+// roundNote is a round's progress line.
+func roundNote(rd round, backend string) string {
+	n := float64(max(rd.wrk.requests, 1))
+	db := "in the server process"
+	if backend != "sqlite" {
+		db = fmt.Sprintf("%.0f µs", micros(rd.costs.db)/n)
 	}
-	n := float64(s.requests)
-	r.AllocsPerRequest = float64(s.cpu.allocs) / n
-	r.AllocBytesPerRequest = float64(s.cpu.allocBytes) / n
-	r.GCMicros = micros(s.cpu.gc) / n
-	if s.cpu.ok {
-		r.AppCPUMicros = micros(s.cpu.self) / n
-		r.DBCPUMicros = micros(s.cpu.db) / n
-		r.ReadCallsPerRequest = float64(s.cpu.reads) / n
-		r.WriteCallsPerRequest = float64(s.cpu.writes) / n
-	}
-}
-
-// cpuNote is the costs part of a round's progress line.
-func cpuNote(s sample) string {
-	if s.requests == 0 {
-		return ""
-	}
-	var r ServerResult
-	r.setCosts(s)
-	note := fmt.Sprintf(", %.0f allocs (%.0f B, %.0f µs of GC) per request", r.AllocsPerRequest, r.AllocBytesPerRequest, r.GCMicros)
-	if s.cpu.ok {
-		note += fmt.Sprintf(", CPU per request: %.0f µs here, %.0f µs database; %.2f reads and %.2f writes (system calls) per request",
-			r.AppCPUMicros, r.DBCPUMicros, r.ReadCallsPerRequest, r.WriteCallsPerRequest)
+	note := fmt.Sprintf("%8.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors; CPU per request: server %.0f µs, database %s; %.0f allocs, %.2f reads, %.2f writes per request",
+		rd.rate(), ms(rd.wrk.p50), ms(rd.wrk.p99), rd.errors(), micros(rd.costs.cpu)/n, db,
+		float64(rd.costs.allocs)/n, float64(rd.costs.reads)/n, float64(rd.costs.writes)/n)
+	if rd.firstErr != "" {
+		note += "; " + rd.firstErr
 	}
 	return note
 }
 
 // printReport writes the report as text tables.
 func printReport(w io.Writer, rep *Report) {
-	fmt.Fprintf(w, "%d sessions per server, %d connections, %d rounds x %s, pool %d (SQLite %d)\n",
-		rep.Sessions, rep.Concurrency, rep.Rounds, rep.Duration, rep.Pool, rep.SQLitePool)
+	preset := ""
+	if rep.Preset != "" {
+		preset = ", preset " + rep.Preset
+	}
+	expiry := "each server's default expiry"
+	if rep.Inactivity != "" {
+		expiry = "expiry after " + rep.Inactivity + " of inactivity"
+	}
+	fmt.Fprintf(w, "load: %s\n%d sessions per server, %d connections (%d wrk threads), %d rounds x %s after %s of warm-up, pool %d (SQLite %d), %s%s\n",
+		rep.Load, rep.Sessions, rep.Concurrency, rep.Threads, rep.Rounds, rep.Duration, rep.Warmup, rep.Pool, rep.SQLitePool, expiry, preset)
 	if rep.FloorRow {
 		fmt.Fprintln(w, "the floor's SELECT returns a session-shaped row (--floor-row)")
 	}
 	for _, r := range rep.Results {
 		fmt.Fprintf(w, "\n%s / %s\n", r.Backend, r.Workload)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\tCPU µs/req here\tof it GC\tdb\tallocs/req\tB/req\t")
+		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\tserver CPU µs/req\tof it GC\tdb CPU µs/req\tallocs/req\tB/req\treads/req\twrites/req\t")
 		for _, s := range r.Servers {
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors,
-				s.AppCPUMicros, s.GCMicros, s.DBCPUMicros, s.AllocsPerRequest, s.AllocBytesPerRequest)
+			db := "-"
+			if r.Backend != "sqlite" {
+				db = fmt.Sprintf("%.0f", s.DBCPUMicros)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors,
+				s.ServerCPUMicros, s.GCMicros, db, s.AllocsPerRequest, s.AllocBytesPerRequest, s.ReadCallsPerRequest, s.WriteCallsPerRequest)
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "sqlsessions/scs %.2fx   sqlsessions/floor %.2fx\n", r.OursPerSCS, r.OursPerFlor)
-		if rep.Rounds > 1 {
-			fmt.Fprintf(w, "per round: sqlsessions/scs median %.2fx (%.2f-%.2f)   sqlsessions/floor median %.2fx (%.2f-%.2f)\n",
-				r.RoundsPerSCS.Median, r.RoundsPerSCS.Min, r.RoundsPerSCS.Max,
-				r.RoundsPerFloor.Median, r.RoundsPerFloor.Min, r.RoundsPerFloor.Max)
-		}
+		fmt.Fprintf(w, "sqlsessions/floor %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
+			r.OursPerFloor, r.RoundsPerFloor.Median, r.RoundsPerFloor.Min, r.RoundsPerFloor.Max, r.CPUOursPerFloor)
+		fmt.Fprintf(w, "sqlsessions/scs   %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
+			r.OursPerSCS, r.RoundsPerSCS.Median, r.RoundsPerSCS.Min, r.RoundsPerSCS.Max, r.CPUOursPerSCS)
 		for _, s := range r.Servers {
 			if s.StatementsPerRequest > 0 {
 				fmt.Fprintf(w, "%s: %.3f store statements per request\n", s.Server, s.StatementsPerRequest)
 			}
-			if s.CountAfter > 0 {
-				fmt.Fprintf(w, "%s: counters +%d for %d increments (%.1f%% lost to concurrent requests on one session)\n",
-					s.Server, s.CountAfter-s.CountBefore, s.Requests-s.Errors,
-					100*(1-float64(s.CountAfter-s.CountBefore)/float64(s.Requests-s.Errors)))
+			if s.Increments > 0 {
+				fmt.Fprintf(w, "%s: counters +%d for %d counted increments (%.2f%% lost to concurrent requests on one session, give or take the requests in flight when wrk stopped)\n",
+					s.Server, s.CountAfter-s.CountBefore, s.Increments,
+					100*(1-float64(s.CountAfter-s.CountBefore)/float64(s.Increments)))
 			}
 		}
 		for _, s := range r.Servers {
 			if s.FirstErr != "" {
-				fmt.Fprintf(w, "%s first error: %s\n", s.Server, s.FirstErr)
+				fmt.Fprintf(w, "%s: %d errors, first: %s\n", s.Server, s.Errors, s.FirstErr)
 			}
 		}
+	}
+	if rep.Errors > 0 {
+		fmt.Fprintf(w, "\n%d requests failed: this run is not a result\n", rep.Errors)
 	}
 }
