@@ -541,14 +541,14 @@ func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) 
 	if before.stats, err = c.stats(ctx, client); err != nil {
 		return rd, err
 	}
-	if before, err = withProc(before, c.pid); err != nil {
+	if before, err = withProc(before, c.pid, b.name); err != nil {
 		return rd, err
 	}
 	w.duration = cfg.duration
 	if rd.wrk, err = w.run(ctx); err != nil {
 		return rd, err
 	}
-	if after, err = withProc(after, c.pid); err != nil {
+	if after, err = withProc(after, c.pid, b.name); err != nil {
 		return rd, err
 	}
 	if after.stats, err = c.stats(ctx, client); err != nil {
@@ -568,14 +568,16 @@ func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) 
 }
 
 // withProc returns c with the server process's and the database's /proc
-// figures read now.
-func withProc(c costs, pid int) (costs, error) {
+// figures read now. SQLite's database work is the server process's.
+func withProc(c costs, pid int, backend string) (costs, error) {
 	p, err := processCosts(pid)
 	if err != nil {
 		return c, err
 	}
 	c.cpu, c.reads, c.writes = p.cpu, p.reads, p.writes
-	c.db = readDBCPU()
+	if backend != "sqlite" {
+		c.db = readDBCPU()
+	}
 	return c, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
@@ -86,6 +87,10 @@ func serveMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sessionbench serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	// Ctrl-C reaches the whole process group: the parent stops its
+	// children by closing their standard input, which also happens when it
+	// dies.
+	signal.Ignore(os.Interrupt)
 	if err := serve(cfg, cpuProfile, stdin, stdout); err != nil {
 		fmt.Fprintf(stderr, "sessionbench serve %s/%s: %v\n", cfg.backend, cfg.server, err)
 		return 1

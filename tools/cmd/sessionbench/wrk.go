@@ -99,6 +99,9 @@ func (w wrkRun) run(ctx context.Context) (wrkResult, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	if err != nil && ctx.Err() != nil {
+		return wrkResult{}, ctx.Err()
+	}
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
