@@ -36,7 +36,7 @@ const StatusStoreFailed = http.StatusServiceUnavailable
 //
 //	GET  /read                the session as it is
 //	POST /init?client=C       start a session for client C (counter 0) if there is none
-//	POST /incr                counter = counter + 1
+//	POST /incr                counter = counter + 1 (core.Update: atomic)
 //	POST /set?k=K&v=V         set key K (which must start with "k") to V
 //	POST /cycle               CycleID: new token, same data
 //	POST /flush               Flush: delete the session
@@ -68,10 +68,7 @@ func App() http.Handler {
 				}
 			}
 		case "/incr":
-			var n int64
-			if _, err = s.Get(ctx, "counter", &n); err == nil {
-				err = s.Insert(ctx, "counter", n+1)
-			}
+			_, err = core.Update(ctx, s, "counter", func(n int64, _ bool) (int64, error) { return n + 1, nil })
 		case "/set":
 			k := q.Get("k")
 			if !strings.HasPrefix(k, "k") {
