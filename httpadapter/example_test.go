@@ -89,7 +89,7 @@ func ExampleManager_Middleware_logout() {
 	// Output:
 	// sessions after login: 1
 	// sessions after logout: 0
-	// id=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; SameSite=Strict
+	// id=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Strict
 }
 
 // Signed cookies: the first key signs, every key verifies, so a new key can

@@ -23,7 +23,8 @@ type Manager struct {
 	store        core.Store
 	opts         core.Options
 	codec        *codec
-	format       cookieFormat
+	cookie       http.Cookie // the session cookie without value and Max-Age
+	removal      string      // the whole removal cookie
 	errorHandler ErrorHandler
 	logger       *slog.Logger
 }
@@ -44,7 +45,7 @@ func New(store core.Store, opts ...Option) (*Manager, error) {
 			o(&c)
 		}
 	}
-	f, err := newCookieFormat(&c)
+	cookie, removal, err := newCookie(&c)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +66,8 @@ func New(store core.Store, opts ...Option) (*Manager, error) {
 			Logger:             c.logger,
 		},
 		codec:        cd,
-		format:       f,
+		cookie:       cookie,
+		removal:      removal,
 		errorHandler: c.errorHandler,
 		logger:       c.logger,
 	}
@@ -107,12 +109,12 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := h.m
-	// One allocation holds the response writer, the request's context and
-	// the bookkeeping of this request.
 	rw := &responseWriter{w: w, m: m}
-	rw.sess = core.NewSession(m.store, m.codec.presented(r.Header), &m.opts)
-	rw.ctx = sessionContext{Context: r.Context(), sess: rw.sess}
-	r = r.WithContext(&rw.ctx)
+	var presented []string
+	presented, rw.truncated = m.codec.presented(r, rw.tokens[:0])
+	rw.sess = newSession(m.store, presented, &m.opts)
+	rw.ctx = context.WithValue(r.Context(), sessionKey{}, rw.sess)
+	r = r.WithContext(rw.ctx)
 	rw.r = r
 	h.next.ServeHTTP(rw, r)
 	rw.finish()
@@ -127,20 +129,16 @@ func FromContext(ctx context.Context) *core.Session {
 
 type sessionKey struct{}
 
-// sessionContext carries the session. It is a context.Context in its own
-// right (rather than context.WithValue) so that it shares the allocation of
-// the responseWriter; every other lookup, including the ones context uses to
-// find its parent's cancellation, goes to the parent.
-type sessionContext struct {
-	context.Context
-	sess *core.Session
-}
-
-func (c *sessionContext) Value(key any) any {
-	if key == (sessionKey{}) {
-		return c.sess
+// newSession picks the first well-formed token, else the malformed value.
+// TODO(core.NewSessionFromTokens): hand every presented value to the session.
+func newSession(store core.Store, presented []string, opts *core.Options) *core.Session {
+	for _, v := range presented {
+		if _, err := core.ParseToken(v); err == nil {
+			return core.NewSession(store, v, opts)
+		}
 	}
-	return c.Context.Value(key)
+	if len(presented) > 0 {
+		return core.NewSession(store, presented[0], opts)
+	}
+	return core.NewSession(store, "", opts)
 }
-
-func (c *sessionContext) String() string { return "httpadapter.sessionContext" }

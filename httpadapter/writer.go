@@ -2,6 +2,7 @@ package httpadapter
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,13 +20,17 @@ type responseWriter struct {
 	m    *Manager
 	r    *http.Request
 	sess *core.Session
-	ctx  sessionContext
+	ctx  context.Context // the request's context, carrying sess
+
+	// The values of the session cookie the request presented (tokens has
+	// room for the usual one), and whether some were left out.
+	tokens    [1]string
+	truncated bool
 
 	started   bool // the response status is decided: headers are out (or hijacked)
 	skip      bool // a 5xx response: the session is not saved
 	failed    bool // a save failed before the headers; the error handler answered
 	committed bool // a commit happened when the headers went out
-	hijacked  bool
 
 	// What the client holds after the headers: the token of its cookie, and
 	// the expiry that cookie was sent with (if one was sent).
@@ -113,14 +118,6 @@ func (rw *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(rw.w).Hijack()
 }
 
-// Push implements http.Pusher when the underlying writer does.
-func (rw *responseWriter) Push(target string, opts *http.PushOptions) error {
-	if p, ok := rw.w.(http.Pusher); ok {
-		return p.Push(target, opts)
-	}
-	return http.ErrNotSupported
-}
-
 // Unwrap returns the underlying ResponseWriter, for http.ResponseController.
 func (rw *responseWriter) Unwrap() http.ResponseWriter { return rw.w }
 
@@ -136,7 +133,7 @@ func (rw *responseWriter) start(code int) bool {
 	res, err := rw.commit()
 	if err != nil {
 		rw.failed = true
-		rw.log().ErrorContext(&rw.ctx, "sqlsessions: saving the session failed; answering with the error handler",
+		rw.log().ErrorContext(rw.ctx, "sqlsessions: saving the session failed; answering with the error handler",
 			"id", rw.sess.ID(), "error", err)
 		rw.m.errorHandler(rw.w, rw.r, err)
 		return false
@@ -148,7 +145,7 @@ func (rw *responseWriter) start(code int) bool {
 
 // commit commits the session.
 func (rw *responseWriter) commit() (core.CommitResult, error) {
-	return rw.sess.Commit(&rw.ctx)
+	return rw.sess.Commit(rw.ctx)
 }
 
 // commitHijack saves the session of a request whose connection is taken over:
@@ -156,12 +153,12 @@ func (rw *responseWriter) commit() (core.CommitResult, error) {
 func (rw *responseWriter) commitHijack() error {
 	res, err := rw.commit()
 	if err != nil {
-		rw.log().ErrorContext(&rw.ctx, "sqlsessions: saving the session before a hijack failed",
+		rw.log().ErrorContext(rw.ctx, "sqlsessions: saving the session before a hijack failed",
 			"id", rw.sess.ID(), "error", err)
 		return fmt.Errorf("httpadapter: saving the session before hijacking: %w", err)
 	}
-	rw.started, rw.hijacked, rw.committed = true, true, true
-	if res == core.Saved || res == core.Removed {
+	rw.started, rw.committed = true, true
+	if res == core.Saved || res == core.Removed && !rw.truncated {
 		rw.warnCookie(res, "the connection was hijacked before the cookie could be sent")
 	}
 	rw.clientToken = rw.sess.Token()
@@ -174,18 +171,25 @@ func (rw *responseWriter) setCookie(res core.CommitResult) {
 	switch res {
 	case core.Saved:
 		expiry := rw.sess.Expiry()
-		maxAge := -1
+		// http.Cookie: 0 means no Max-Age, negative means Max-Age=0.
+		maxAge := 0
 		if s, ok := expiry.MaxAge(rw.m.now()); ok {
 			maxAge = s
+			if s == 0 {
+				maxAge = -1
+			}
 		}
-		var buf [256]byte
-		var val [128]byte
-		v := rw.m.codec.appendValue(val[:0], rw.clientToken.String())
-		c := string(rw.m.format.appendSetCookie(buf[:0], v, maxAge))
-		rw.addHeaders(c)
+		c := rw.m.cookie
+		c.Value = rw.m.codec.encode(rw.clientToken.String())
+		c.MaxAge = maxAge
+		rw.addHeaders(c.String())
 		rw.cookieSent, rw.cookieExpiry = true, expiry
 	case core.Removed:
-		rw.addHeaders(rw.m.format.removal)
+		// Some presented values were left unexamined: one may be a valid
+		// cookie, which a removal cookie would delete.
+		if !rw.truncated {
+			rw.addHeaders(rw.m.removal)
+		}
 	}
 }
 
@@ -234,18 +238,21 @@ func (rw *responseWriter) late() {
 	if tok.IsZero() && rw.sess.Modified() {
 		// A new session (or a cycled one) needs a cookie the client can no
 		// longer receive: creating it would leave an orphan record.
-		rw.log().WarnContext(&rw.ctx, "sqlsessions: session changed after the response headers were written and would need a new cookie; the change is dropped",
+		rw.log().WarnContext(rw.ctx, "sqlsessions: session changed after the response headers were written and would need a new cookie; the change is dropped",
 			"path", rw.r.URL.Path)
 		return
 	}
 	res, err := rw.commit()
 	if err != nil {
-		rw.log().ErrorContext(&rw.ctx, "sqlsessions: saving a session changed after the response headers were written failed",
+		rw.log().ErrorContext(rw.ctx, "sqlsessions: saving a session changed after the response headers were written failed",
 			"id", tok.ID(), "error", err)
 		return
 	}
 	switch res {
 	case core.Removed:
+		if rw.truncated {
+			return
+		}
 		rw.warnCookie(res, "the session was removed after the response headers were written; the client's cookie could not be removed")
 	case core.Saved:
 		if !tok.Equal(rw.clientToken) {
@@ -267,7 +274,7 @@ func (rw *responseWriter) late() {
 }
 
 func (rw *responseWriter) warnCookie(res core.CommitResult, msg string) {
-	rw.log().WarnContext(&rw.ctx, "sqlsessions: "+msg, "id", rw.sess.ID(), "result", res.String(), "path", rw.r.URL.Path)
+	rw.log().WarnContext(rw.ctx, "sqlsessions: "+msg, "id", rw.sess.ID(), "result", res.String(), "path", rw.r.URL.Path)
 }
 
 // hasToken reports whether a comma-separated header holds tok
