@@ -3,6 +3,7 @@ package httpadapter
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,8 +20,9 @@ import (
 	"github.com/sqlsessions/sqlsessions/core"
 )
 
-// KeyLen is the length every signing or encryption key must have: 32 bytes
-// (HMAC-SHA256 and AES-256).
+// KeyLen is the minimum length of a key (a secret) passed to WithSignedKeys
+// or WithPrivateKeys: 32 bytes, the strength of the HMAC-SHA256 and AES-256
+// keys derived from it.
 const KeyLen = 32
 
 // maxPresented bounds how many values of the session cookie one request hands
@@ -28,6 +30,13 @@ const KeyLen = 32
 // not count, and in plain mode only the first malformed value does, so
 // neither forged nor junk cookies can push a valid one out of reach.
 const maxPresented = 64
+
+// The HKDF info strings: each purpose derives its own key from a secret, so
+// one secret used for both modes never yields the same key twice.
+const (
+	signingInfo    = "sqlsessions/httpadapter cookie signing key (HMAC-SHA256)"
+	encryptionInfo = "sqlsessions/httpadapter cookie encryption key (AES-256-GCM)"
+)
 
 type cookieMode uint8
 
@@ -56,7 +65,7 @@ func newCodec(c *config) (*codec, error) {
 	case len(c.signedKeys) > 0:
 		cd.mode = modeSigned
 		for i, secret := range c.signedKeys {
-			k, err := checkKey(secret, "signing", i)
+			k, err := deriveKey(secret, signingInfo, "signing", i)
 			if err != nil {
 				return nil, err
 			}
@@ -65,7 +74,7 @@ func newCodec(c *config) (*codec, error) {
 	case len(c.privateKeys) > 0:
 		cd.mode = modePrivate
 		for i, secret := range c.privateKeys {
-			k, err := checkKey(secret, "encryption", i)
+			k, err := deriveKey(secret, encryptionInfo, "encryption", i)
 			if err != nil {
 				return nil, err
 			}
@@ -83,11 +92,13 @@ func newCodec(c *config) (*codec, error) {
 	return cd, nil
 }
 
-func checkKey(k []byte, purpose string, i int) ([]byte, error) {
-	if len(k) != KeyLen {
-		return nil, fmt.Errorf("httpadapter: %s key %d is %d bytes; it must be exactly %d random bytes", purpose, i, len(k), KeyLen)
+// deriveKey derives the 32-byte key for one purpose from a secret of at
+// least KeyLen bytes.
+func deriveKey(secret []byte, info, purpose string, i int) ([]byte, error) {
+	if len(secret) < KeyLen {
+		return nil, fmt.Errorf("httpadapter: %s key %d is %d bytes; it must be at least %d bytes of random data (e.g. from crypto/rand)", purpose, i, len(secret), KeyLen)
 	}
-	return k, nil
+	return hkdf.Key(sha256.New, secret, nil, info, 32)
 }
 
 // mac returns the MAC of the cookie name and token under key i.

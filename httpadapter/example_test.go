@@ -95,7 +95,7 @@ func ExampleManager_Middleware_logout() {
 // Signed cookies: the first key signs, every key verifies, so a new key can
 // be rolled out while cookies signed with the old one keep working.
 func ExampleWithSignedKeys() {
-	newKey := []byte("0123456789abcdef0123456789abcdef") // use 32 random bytes from a secret store
+	newKey := []byte("0123456789abcdef0123456789abcdef") // use at least 32 random bytes from a secret store
 	oldKey := []byte("fedcba9876543210fedcba9876543210")
 	_, err := httpadapter.New(core.NewMemoryStore(), httpadapter.WithSignedKeys(newKey, oldKey))
 	fmt.Println(err)
@@ -103,5 +103,5 @@ func ExampleWithSignedKeys() {
 	fmt.Println(err)
 	// Output:
 	// <nil>
-	// httpadapter: signing key 0 is 9 bytes; it must be exactly 32 random bytes
+	// httpadapter: signing key 0 is 9 bytes; it must be at least 32 bytes of random data (e.g. from crypto/rand)
 }

@@ -32,8 +32,8 @@ type Manager struct {
 // New returns a Manager keeping sessions in store. Without options it uses
 // the defaults of tower-sessions: cookie "id", Path "/", no Domain, Secure,
 // HttpOnly, SameSite=Strict, sessions that end with the browser session. It
-// returns an error for an invalid cookie name, path or domain, a key that is
-// not KeyLen bytes, signed and private keys together, or SameSite=None
+// returns an error for an invalid cookie name, path or domain, a key shorter
+// than KeyLen bytes, signed and private keys together, or SameSite=None
 // without Secure.
 func New(store core.Store, opts ...Option) (*Manager, error) {
 	if store == nil {

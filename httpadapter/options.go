@@ -108,11 +108,18 @@ func WithAlwaysSave(always bool) Option { return func(c *config) { c.alwaysSave 
 // WithSignedKeys signs cookie values with HMAC-SHA256. Default: no signing
 // (the cookie carries the bare 128-bit random token, which is already
 // unguessable). Signing lets the server reject forged or tampered values
-// without a store call. Each key must be exactly 32 bytes of random data (New
-// rejects other lengths; derive one from a longer secret with crypto/hkdf or
-// crypto/sha256 if you must). The first key signs; every key verifies, so
-// rotate by putting a new key first and dropping the old one after the
-// longest session lifetime. It cannot be combined with WithPrivateKeys.
+// without a store call. Each key is a secret of at least KeyLen (32) bytes of
+// random data (e.g. 32 bytes from crypto/rand, kept base64-encoded in your
+// configuration and decoded at start-up); New rejects shorter ones. The signing key is derived from it with
+// HKDF-SHA256, so a longer secret is fine and the same secret given to
+// WithPrivateKeys yields a different key. The first key signs; every key
+// verifies, so rotate by putting a new key first and dropping the old one
+// after the longest session lifetime. It cannot be combined with
+// WithPrivateKeys.
+//
+// Cookies signed before keys were derived (versions that used the 32 bytes
+// as the HMAC key directly) no longer verify: their clients start new
+// sessions.
 func WithSignedKeys(keys ...[]byte) Option {
 	return func(c *config) { c.signedKeys = cloneKeys(keys) }
 }
@@ -120,9 +127,11 @@ func WithSignedKeys(keys ...[]byte) Option {
 // WithPrivateKeys encrypts and authenticates cookie values with AES-256-GCM
 // (random 96-bit nonce, the cookie name as additional data). Default: no
 // encryption. Use it when the cookie value itself must stay opaque to the
-// client. Each key must be exactly 32 bytes of random data (New rejects other
-// lengths). The first key encrypts; every key decrypts, so rotate as with
-// WithSignedKeys. It cannot be combined with WithSignedKeys.
+// client. Each key is a secret of at least KeyLen (32) random bytes, from
+// which the AES key is derived with HKDF-SHA256 (see WithSignedKeys; the same
+// note on older cookies applies). The first key encrypts; every key decrypts,
+// so rotate as with WithSignedKeys. It cannot be combined with
+// WithSignedKeys.
 func WithPrivateKeys(keys ...[]byte) Option {
 	return func(c *config) { c.privateKeys = cloneKeys(keys) }
 }
