@@ -203,12 +203,16 @@ func (cd *codec) presented(r *http.Request, dst []string) (_ []string, truncated
 // and Max-Age, and the removal cookie, after checking the configuration.
 func newCookie(c *config) (http.Cookie, string, error) {
 	ck := http.Cookie{
-		Name:     c.name,
-		Path:     c.path,
-		Domain:   c.domain,
-		Secure:   c.secure,
-		HttpOnly: c.httpOnly,
-		SameSite: c.sameSite,
+		Name:        c.name,
+		Path:        c.path,
+		Domain:      c.domain,
+		Secure:      c.secure,
+		HttpOnly:    c.httpOnly,
+		SameSite:    c.sameSite,
+		Partitioned: c.partitioned,
+	}
+	if c.partitioned && !c.secure {
+		return http.Cookie{}, "", errors.New("httpadapter: WithPartitioned requires Secure (browsers reject such cookies)")
 	}
 	if err := ck.Valid(); err != nil {
 		return http.Cookie{}, "", fmt.Errorf("httpadapter: session cookie (name %q, path %q, domain %q): %w", c.name, c.path, c.domain, err)

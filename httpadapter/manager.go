@@ -34,7 +34,7 @@ type Manager struct {
 // HttpOnly, SameSite=Strict, sessions that end with the browser session. It
 // returns an error for an invalid cookie name, path or domain, a key shorter
 // than KeyLen bytes, signed and private keys together, or SameSite=None
-// without Secure.
+// or Partitioned without Secure.
 func New(store core.Store, opts ...Option) (*Manager, error) {
 	if store == nil {
 		return nil, errors.New("httpadapter: New needs a store")

@@ -584,23 +584,40 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
+func TestPartitioned(t *testing.T) {
+	h := app(t, core.NewMemoryStore(), httpadapter.WithPartitioned(true), httpadapter.WithSameSite(http.SameSiteNoneMode))
+	c, raw := sessionCookie(t, do(t, h, "/insert", ""))
+	if !c.Partitioned || !hasAttr(raw, "Partitioned") || !c.Secure {
+		t.Fatalf("session cookie %q: want Partitioned and Secure", raw)
+	}
+	removal, raw := sessionCookie(t, do(t, h, "/flush", pair(c)))
+	if n, ok := maxAge(t, raw); removal.Value != "" || !ok || n != 0 || !hasAttr(raw, "Partitioned") {
+		t.Fatalf("removal cookie %q: want Max-Age=0 and Partitioned", raw)
+	}
+	_, raw = sessionCookie(t, do(t, app(t, core.NewMemoryStore()), "/insert", ""))
+	if hasAttr(raw, "Partitioned") {
+		t.Fatalf("partitioned by default: %q", raw)
+	}
+}
+
 func TestNewRejectsBadConfiguration(t *testing.T) {
 	store := core.NewMemoryStore()
 	for name, opts := range map[string][]httpadapter.Option{
-		"short signing key":    {httpadapter.WithSignedKeys(make([]byte, 16))},
-		"short private key":    {httpadapter.WithPrivateKeys(make([]byte, 31))},
-		"second key too short": {httpadapter.WithSignedKeys(key(1), key(2)[:31])},
-		"signed and private":   {httpadapter.WithSignedKeys(key(1)), httpadapter.WithPrivateKeys(key(2))},
-		"empty name":           {httpadapter.WithCookieName("")},
-		"name with space":      {httpadapter.WithCookieName("a b")},
-		"name with =":          {httpadapter.WithCookieName("a=b")},
-		"path with ;":          {httpadapter.WithPath("/;x")},
-		"domain with ;":        {httpadapter.WithDomain("a;b")},
-		"none without secure":  {httpadapter.WithSameSite(http.SameSiteNoneMode), httpadapter.WithSecure(false)},
-		"path with newline":    {httpadapter.WithPath("/a\nb")},
-		"domain with space":    {httpadapter.WithDomain("a b.com")},
-		"unknown SameSite":     {httpadapter.WithSameSite(http.SameSite(99))},
-		"negative lifetime":    {httpadapter.WithSessionEndLifetime(-time.Hour)},
+		"short signing key":      {httpadapter.WithSignedKeys(make([]byte, 16))},
+		"short private key":      {httpadapter.WithPrivateKeys(make([]byte, 31))},
+		"second key too short":   {httpadapter.WithSignedKeys(key(1), key(2)[:31])},
+		"signed and private":     {httpadapter.WithSignedKeys(key(1)), httpadapter.WithPrivateKeys(key(2))},
+		"empty name":             {httpadapter.WithCookieName("")},
+		"name with space":        {httpadapter.WithCookieName("a b")},
+		"name with =":            {httpadapter.WithCookieName("a=b")},
+		"path with ;":            {httpadapter.WithPath("/;x")},
+		"domain with ;":          {httpadapter.WithDomain("a;b")},
+		"none without secure":    {httpadapter.WithSameSite(http.SameSiteNoneMode), httpadapter.WithSecure(false)},
+		"partitioned, no secure": {httpadapter.WithPartitioned(true), httpadapter.WithSecure(false)},
+		"path with newline":      {httpadapter.WithPath("/a\nb")},
+		"domain with space":      {httpadapter.WithDomain("a b.com")},
+		"unknown SameSite":       {httpadapter.WithSameSite(http.SameSite(99))},
+		"negative lifetime":      {httpadapter.WithSessionEndLifetime(-time.Hour)},
 	} {
 		if _, err := httpadapter.New(store, opts...); err == nil {
 			t.Errorf("%s: no error", name)

@@ -23,6 +23,7 @@ type config struct {
 	secure             bool
 	httpOnly           bool
 	sameSite           http.SameSite
+	partitioned        bool
 	expiry             core.Expiry
 	sessionEndLifetime time.Duration
 	alwaysSave         bool
@@ -83,6 +84,16 @@ func WithHTTPOnly(httpOnly bool) Option { return func(c *config) { c.httpOnly = 
 // http.SameSiteNoneMode (needed for cross-site embedding) requires Secure;
 // http.SameSiteDefaultMode omits the attribute.
 func WithSameSite(mode http.SameSite) Option { return func(c *config) { c.sameSite = mode } }
+
+// WithPartitioned sets the cookie's Partitioned attribute (CHIPS). Default
+// false. Turn it on when your site runs embedded in other sites (an iframe,
+// usually with SameSite=None): browsers that block third-party cookies still
+// keep a partitioned one, separately for each top-level site. It requires
+// Secure; New rejects it otherwise. The removal cookie carries it too, as a
+// partitioned cookie can only be removed by one.
+func WithPartitioned(partitioned bool) Option {
+	return func(c *config) { c.partitioned = partitioned }
+}
 
 // WithExpiry sets the default expiry of sessions; a handler can change it per
 // session with Session.SetExpiry. Default core.OnSessionEnd(): the cookie has
