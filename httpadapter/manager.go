@@ -33,8 +33,9 @@ type Manager struct {
 // the defaults of tower-sessions: cookie "id", Path "/", no Domain, Secure,
 // HttpOnly, SameSite=Strict, sessions that end with the browser session. It
 // returns an error for an invalid cookie name, path or domain, a key shorter
-// than KeyLen bytes, signed and private keys together, or SameSite=None
-// or Partitioned without Secure.
+// than KeyLen bytes, signed and private keys together, SameSite=None or
+// Partitioned without Secure, or a "__Host-" or "__Secure-" name whose
+// attributes break the prefix's rules.
 func New(store core.Store, opts ...Option) (*Manager, error) {
 	if store == nil {
 		return nil, errors.New("httpadapter: New needs a store")
@@ -112,7 +113,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{w: w, m: m}
 	var presented []string
 	presented, rw.truncated = m.codec.presented(r, rw.tokens[:0])
-	rw.sess = newSession(m.store, presented, &m.opts)
+	rw.sess = core.NewSessionFromTokens(m.store, presented, &m.opts)
 	rw.ctx = context.WithValue(r.Context(), sessionKey{}, rw.sess)
 	r = r.WithContext(rw.ctx)
 	rw.r = r
@@ -128,17 +129,3 @@ func FromContext(ctx context.Context) *core.Session {
 }
 
 type sessionKey struct{}
-
-// newSession picks the first well-formed token, else the malformed value.
-// TODO(core.NewSessionFromTokens): hand every presented value to the session.
-func newSession(store core.Store, presented []string, opts *core.Options) *core.Session {
-	for _, v := range presented {
-		if _, err := core.ParseToken(v); err == nil {
-			return core.NewSession(store, v, opts)
-		}
-	}
-	if len(presented) > 0 {
-		return core.NewSession(store, presented[0], opts)
-	}
-	return core.NewSession(store, "", opts)
-}
