@@ -226,8 +226,22 @@ func newCookie(c *config) (http.Cookie, string, error) {
 	default:
 		return http.Cookie{}, "", fmt.Errorf("httpadapter: unknown SameSite mode %d", c.sameSite)
 	}
+	// Browsers reject a prefixed cookie that breaks its prefix's rules, and
+	// the session would silently never stick.
+	if hasPrefixFold(c.name, "__Secure-") && !c.secure {
+		return http.Cookie{}, "", fmt.Errorf("httpadapter: cookie name %q requires Secure", c.name)
+	}
+	if hasPrefixFold(c.name, "__Host-") && (!c.secure || c.path != "/" || c.domain != "") {
+		return http.Cookie{}, "", fmt.Errorf("httpadapter: cookie name %q requires Secure, Path \"/\" and no Domain", c.name)
+	}
 	removal := ck
 	removal.MaxAge = -1
 	removal.Expires = time.Unix(0, 0)
 	return ck, removal.String(), nil
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case, as browsers match
+// cookie name prefixes.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

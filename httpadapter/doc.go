@@ -27,12 +27,26 @@
 //   - A store failure while saving answers 500 through the error handler (if
 //     no header has been written yet), is logged, and never panics.
 //
+// A request may carry several cookies of the session's name: a sibling
+// subdomain can set cookies for the parent domain, and browsers send them
+// all. Every value is considered, in header order: values that fail
+// verification are dropped, and the session uses the first token that names
+// a live session, looking up at most core.MaxPresentedTokens distinct tokens.
+// A removal cookie is sent only when every value was examined and none names
+// a session, so a valid cookie is never removed. A cookie name with the
+// "__Host-" prefix (see WithCookieName) stops other hosts from planting such
+// cookies at all; use it, with Secure, wherever the site is served over
+// HTTPS. (net/http ignores a Cookie header of more than 3000 cookies, so
+// such a request has no session.)
+//
 // Cookie values can be plain (the session token), signed (HMAC-SHA256) or
-// private (AES-256-GCM); see WithSignedKeys and WithPrivateKeys. A signed or
-// private cookie that fails verification counts as no cookie at all: it gets
-// no removal cookie, since nothing proves it is ours. A plain value that is
-// not a well-formed token is passed to the session, which reports it gone, so
-// the client receives a removal cookie.
+// private (AES-256-GCM); see WithSignedKeys and WithPrivateKeys, whose keys
+// are derived with HKDF-SHA256 from secrets of at least KeyLen bytes. A
+// signed or private cookie that fails verification counts as no cookie at
+// all: it gets no removal cookie, since nothing proves it is ours. A plain
+// value that is not a well-formed token counts as a session that is gone, so
+// unless another cookie names a live session the client receives a removal
+// cookie.
 //
 // Tokens never appear in logs or errors: the middleware logs the session's ID,
 // a SHA-256-derived value that cannot be turned back into a token.

@@ -600,6 +600,17 @@ func TestPartitioned(t *testing.T) {
 	}
 }
 
+func TestHostPrefixedName(t *testing.T) {
+	h := app(t, core.NewMemoryStore(), httpadapter.WithCookieName("__Host-id"))
+	c, raw := sessionCookie(t, do(t, h, "/insert", ""))
+	if c.Name != "__Host-id" || !c.Secure || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("%q breaks the __Host- rules", raw)
+	}
+	if body := do(t, h, "/get", pair(c)).Body.String(); body != "42" {
+		t.Fatalf("body %q", body)
+	}
+}
+
 func TestNewRejectsBadConfiguration(t *testing.T) {
 	store := core.NewMemoryStore()
 	for name, opts := range map[string][]httpadapter.Option{
@@ -614,6 +625,10 @@ func TestNewRejectsBadConfiguration(t *testing.T) {
 		"domain with ;":          {httpadapter.WithDomain("a;b")},
 		"none without secure":    {httpadapter.WithSameSite(http.SameSiteNoneMode), httpadapter.WithSecure(false)},
 		"partitioned, no secure": {httpadapter.WithPartitioned(true), httpadapter.WithSecure(false)},
+		"__Host- with domain":    {httpadapter.WithCookieName("__Host-id"), httpadapter.WithDomain("example.com")},
+		"__Host- with path":      {httpadapter.WithCookieName("__Host-id"), httpadapter.WithPath("/app")},
+		"__host- not secure":     {httpadapter.WithCookieName("__host-id"), httpadapter.WithSecure(false)},
+		"__Secure- not secure":   {httpadapter.WithCookieName("__Secure-id"), httpadapter.WithSecure(false)},
 		"path with newline":      {httpadapter.WithPath("/a\nb")},
 		"domain with space":      {httpadapter.WithDomain("a b.com")},
 		"unknown SameSite":       {httpadapter.WithSameSite(http.SameSite(99))},

@@ -52,6 +52,13 @@ const DefaultCookieName = "id"
 // when another cookie of your site already uses that name, or when several
 // managers share one host (each needs its own name). The name must be an
 // RFC 6265 token; New rejects anything else.
+//
+// Use a name starting with "__Host-" (e.g. "__Host-id") whenever the site is
+// served over HTTPS (Secure, the default): browsers accept such a cookie only
+// with Secure, Path "/" and no Domain, and only from the host itself, so a
+// sibling subdomain (another app under the same parent domain) cannot plant
+// a cookie of that name to shadow or fix the session. New checks those
+// attributes for "__Host-" and Secure for "__Secure-".
 func WithCookieName(name string) Option { return func(c *config) { c.name = name } }
 
 // WithPath sets the cookie's Path attribute. Default "/", so the session is
