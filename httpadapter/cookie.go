@@ -53,7 +53,7 @@ type codec struct {
 	mode   cookieMode
 	name   string
 	prefix []byte       // name "=": what the MAC covers before the token
-	macs   []*sync.Pool // per key: HMAC states, reused (a fresh one costs 3x a MAC)
+	macs   []*sync.Pool // per key: HMAC states, reused (hmac.New rehashes the key pads and allocates)
 	aeads  []cipher.AEAD
 }
 
