@@ -57,12 +57,17 @@ func New(store core.Store, opts ...Option) (*Manager, error) {
 	if c.sessionEndLifetime < 0 {
 		return nil, errors.New("httpadapter: the session-end lifetime must not be negative")
 	}
+	if c.maxLifetime < 0 {
+		return nil, errors.New("httpadapter: WithMaxLifetime: the lifetime must not be negative (0 means no cap)")
+	}
 	m := &Manager{
 		store: store,
 		opts: core.Options{
 			Expiry:             c.expiry,
 			SessionEndLifetime: c.sessionEndLifetime,
 			AlwaysSave:         c.alwaysSave,
+			MaxLifetime:        c.maxLifetime,
+			MaxRecordSize:      c.maxRecordSize,
 			Now:                c.now,
 			Logger:             c.logger,
 		},
@@ -78,8 +83,15 @@ func New(store core.Store, opts ...Option) (*Manager, error) {
 	return m, nil
 }
 
-func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, _ error) {
-	http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+// defaultErrorHandler answers 409 Conflict when the request's changes were
+// dropped because a concurrent request ended or cycled the session (the
+// client may retry), and 500 otherwise, without detail.
+func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, core.ErrSuperseded) {
+		code = http.StatusConflict
+	}
+	http.Error(w, http.StatusText(code), code)
 }
 
 func (m *Manager) now() time.Time {
@@ -122,7 +134,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // FromContext returns the session of the request whose context is ctx, or
-// nil when ctx does not come from a request served by Middleware.
+// nil when ctx does not come from a request served by Middleware. A nil
+// session is safe to use: every method returns core.ErrNoSession, whose
+// message names the missing middleware, so a handler mounted outside
+// Middleware fails with a clear error instead of a nil dereference.
 func FromContext(ctx context.Context) *core.Session {
 	s, _ := ctx.Value(sessionKey{}).(*core.Session)
 	return s

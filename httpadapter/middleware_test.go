@@ -53,9 +53,94 @@ func manager(t testing.TB, store core.Store, opts ...httpadapter.Option) *httpad
 }
 
 func TestFromContextOutsideMiddleware(t *testing.T) {
-	if s := httpadapter.FromContext(context.Background()); s != nil {
-		t.Fatalf("got %v outside the middleware", s)
+	// A handler mounted without the middleware gets an error naming it,
+	// not a nil dereference.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := httpadapter.FromContext(r.Context())
+		if err := s.Insert(r.Context(), "k", 1); !errors.Is(err, core.ErrNoSession) || !strings.Contains(err.Error(), "Middleware") {
+			t.Errorf("Insert outside the middleware = %v; want core.ErrNoSession naming the middleware", err)
+		}
+		if _, _, err := core.Get[int](r.Context(), s, "k"); !errors.Is(err, core.ErrNoSession) {
+			t.Errorf("Get outside the middleware = %v", err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	if rec := do(t, h, "/", ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
 	}
+}
+
+// A request whose changes a concurrent log-out dropped is not acknowledged:
+// 409 from the default error handler, no cookie, logged at Info.
+func TestSupersededIsNotAcknowledged(t *testing.T) {
+	store := core.NewMemoryStore()
+	logger, logs := newLogger()
+	m := manager(t, store, httpadapter.WithLogger(logger))
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := httpadapter.FromContext(r.Context())
+		switch r.URL.Path {
+		case "/login":
+			must(0, s.Insert(r.Context(), "user", "ada"))
+		case "/logout":
+			must(0, s.Flush(r.Context()))
+		case "/slow-write":
+			must(s.Keys(r.Context()))
+			close(loaded)
+			<-proceed
+			must(0, s.Insert(r.Context(), "cart", "book"))
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	c, _ := sessionCookie(t, do(t, h, "/login", ""))
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- do(t, h, "/slow-write", pair(c)) }()
+	<-loaded
+	do(t, h, "/logout", pair(c))
+	close(proceed)
+	rec := <-done
+	if rec.Code != http.StatusConflict {
+		t.Fatalf("a write dropped by a concurrent log-out answered %d, want 409", rec.Code)
+	}
+	noCookie(t, rec)
+	if got := logs.String(); !strings.Contains(got, "level=INFO") || strings.Contains(got, "level=ERROR") {
+		t.Fatalf("logs = %s; want the dropped write at INFO, no ERROR", got)
+	}
+}
+
+func TestMaxLifetimeCapsMaxAge(t *testing.T) {
+	clk := newClock()
+	store := core.NewMemoryStore()
+	h := appClock(t, store, clk, httpadapter.WithExpiry(core.OnInactivity(2*time.Hour)),
+		httpadapter.WithMaxLifetime(time.Hour), httpadapter.WithAlwaysSave(true))
+	c, raw := sessionCookie(t, do(t, h, "/insert", ""))
+	if age, ok := maxAge(t, raw); !ok || age != 3600 {
+		t.Fatalf("Max-Age = %d, %v at creation; want 3600 (the cap, not the 2 h idle time)", age, ok)
+	}
+	clk.Advance(40 * time.Minute)
+	_, raw = sessionCookie(t, do(t, h, "/get", pair(c)))
+	if age, ok := maxAge(t, raw); !ok || age != 1200 {
+		t.Fatalf("Max-Age = %d, %v after 40 minutes; want 1200", age, ok)
+	}
+	clk.Advance(21 * time.Minute)
+	if rec := do(t, h, "/get", pair(c)); rec.Code != http.StatusNotFound {
+		t.Fatalf("session served after its cap: %d %q", rec.Code, rec.Body.String())
+	}
+	if _, err := httpadapter.New(store, httpadapter.WithMaxLifetime(-time.Second)); err == nil {
+		t.Fatal("a negative lifetime was accepted")
+	}
+}
+
+func TestMaxRecordSizeOption(t *testing.T) {
+	m := manager(t, core.NewMemoryStore(), httpadapter.WithMaxRecordSize(64))
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := httpadapter.FromContext(r.Context()).Insert(r.Context(), "k", strings.Repeat("x", 100))
+		var tooLarge *core.RecordTooLargeError
+		if !errors.As(err, &tooLarge) || tooLarge.Limit != 64 {
+			t.Errorf("Insert = %v; want a RecordTooLargeError with limit 64", err)
+		}
+	}))
+	noCookie(t, do(t, h, "/", ""))
 }
 
 func TestStoreCallsPerRequest(t *testing.T) {

@@ -27,6 +27,8 @@ type config struct {
 	expiry             core.Expiry
 	sessionEndLifetime time.Duration
 	alwaysSave         bool
+	maxLifetime        time.Duration
+	maxRecordSize      int
 	signedKeys         [][]byte
 	privateKeys        [][]byte
 	errorHandler       ErrorHandler
@@ -117,6 +119,23 @@ func WithSessionEndLifetime(d time.Duration) Option {
 	return func(c *config) { c.sessionEndLifetime = d }
 }
 
+// WithMaxLifetime caps every session at d after it was created, however
+// active it is (OWASP's absolute timeout), on top of WithExpiry: with
+// core.OnInactivity(30*time.Minute) and WithMaxLifetime(12*time.Hour) a
+// session ends after 30 idle minutes or 12 hours after it began, whichever
+// comes first, and its cookie's Max-Age never outlives the cap. CycleID keeps
+// the creation time. Default 0: no cap. Set it for applications whose
+// sessions grant privileges that should be re-proven now and then.
+func WithMaxLifetime(d time.Duration) Option { return func(c *config) { c.maxLifetime = d } }
+
+// WithMaxRecordSize bounds a session's data in bytes of keys plus encoded
+// values: an Insert or Update that would exceed it returns a
+// *core.RecordTooLargeError naming the limit and changes nothing. Default
+// core.DefaultMaxRecordSize (1 MiB); negative means no limit. Raise it only
+// if you keep large values in sessions, and mind your database's own limit
+// (MariaDB's max_allowed_packet).
+func WithMaxRecordSize(n int) Option { return func(c *config) { c.maxRecordSize = n } }
+
 // WithAlwaysSave makes every request that carries a valid session save it
 // (and resend its cookie), even when nothing changed. Default false. Turn it
 // on with an OnInactivity expiry when reading a session should keep it alive;
@@ -156,7 +175,9 @@ func WithPrivateKeys(keys ...[]byte) Option {
 
 // WithErrorHandler sets what answers a request whose session could not be
 // saved (a store failure) before its response started. Default: a plain
-// "500 Internal Server Error" via http.Error, with no detail of the error.
+// "500 Internal Server Error" via http.Error, with no detail of the error, or
+// "409 Conflict" when errors.Is(err, core.ErrSuperseded): a concurrent request
+// ended or cycled the session and this request's changes were dropped.
 // Change it to render your own error page. The error is logged either way.
 func WithErrorHandler(h ErrorHandler) Option { return func(c *config) { c.errorHandler = h } }
 

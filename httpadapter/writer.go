@@ -3,6 +3,7 @@ package httpadapter
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -133,8 +134,7 @@ func (rw *responseWriter) start(code int) bool {
 	res, err := rw.commit()
 	if err != nil {
 		rw.failed = true
-		rw.log().ErrorContext(rw.ctx, "sqlsessions: saving the session failed; answering with the error handler",
-			"id", rw.sess.ID(), "error", err)
+		rw.logFailure(err, "sqlsessions: saving the session failed; answering with the error handler")
 		rw.m.errorHandler(rw.w, rw.r, err)
 		return false
 	}
@@ -153,8 +153,7 @@ func (rw *responseWriter) commit() (core.CommitResult, error) {
 func (rw *responseWriter) commitHijack() error {
 	res, err := rw.commit()
 	if err != nil {
-		rw.log().ErrorContext(rw.ctx, "sqlsessions: saving the session before a hijack failed",
-			"id", rw.sess.ID(), "error", err)
+		rw.logFailure(err, "sqlsessions: saving the session before a hijack failed")
 		return fmt.Errorf("httpadapter: saving the session before hijacking: %w", err)
 	}
 	rw.started, rw.committed = true, true
@@ -173,7 +172,7 @@ func (rw *responseWriter) setCookie(res core.CommitResult) {
 		expiry := rw.sess.Expiry()
 		// http.Cookie: 0 means no Max-Age, negative means Max-Age=0.
 		maxAge := 0
-		if s, ok := expiry.MaxAge(rw.m.now()); ok {
+		if s, ok := rw.sess.MaxAge(rw.m.now()); ok {
 			maxAge = s
 			if s == 0 {
 				maxAge = -1
@@ -191,6 +190,18 @@ func (rw *responseWriter) setCookie(res core.CommitResult) {
 			rw.addHeaders(rw.m.removal)
 		}
 	}
+}
+
+// logFailure logs a failed save at a level that says whose problem it is: a
+// change dropped because a concurrent request ended the session, or a client
+// that went away, is part of normal traffic (Info); anything else is an
+// error of the server or its database.
+func (rw *responseWriter) logFailure(err error, msg string) {
+	level := slog.LevelError
+	if errors.Is(err, core.ErrSuperseded) || errors.Is(err, context.Canceled) && rw.r.Context().Err() != nil {
+		level = slog.LevelInfo
+	}
+	rw.log().Log(rw.ctx, level, msg, "id", rw.sess.ID(), "error", err)
 }
 
 // addHeaders adds the Set-Cookie header and the headers that keep shared
