@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/httpadapter"
 )
 
 // startServe runs Serve in a goroutine and returns its base URL and the
@@ -127,5 +130,189 @@ func TestServeListenError(t *testing.T) {
 	}
 	if log.Len() != 0 {
 		t.Errorf("printed %q before failing to listen", log.String())
+	}
+}
+
+// shutdownBound is how soon Serve must return after the signal when no
+// request is in a handler.
+const shutdownBound = time.Second
+
+// holdConn opens a TCP connection to the server at url, sends prefix (maybe
+// nothing) and leaves it open until the test ends.
+func holdConn(t *testing.T, url, prefix string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if prefix != "" {
+		if _, err := io.WriteString(c, prefix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// accepted returns once the server has accepted every connection dialled
+// before: it accepts in order, so a request answered on a new connection
+// means the earlier ones are past Accept and in net/http's hands.
+func accepted(t *testing.T, url string) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := client.Get(url + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+// waitServe waits for Serve's result and returns how long it took from since.
+func waitServe(t *testing.T, done <-chan error, since time.Time) time.Duration {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve = %v, want nil after a clean shutdown", err)
+		}
+		return time.Since(since)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return within 20 s of the signal")
+		return 0
+	}
+}
+
+// checkClosed checks that the server has closed c (read sees EOF or a
+// reset, not a timeout).
+func checkClosed(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	_, err := io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Errorf("%s: connection still open after Serve returned", what)
+	}
+}
+
+// TestServeShutdownSkipsWaitingConns: connections with no request in a
+// handler (one that sent nothing, as a browser's pre-connection, one with
+// half a request line, one with half its headers, a keep-alive connection
+// half-way through its second request) must not delay shutdown.
+// net/http.Server.Shutdown alone waits 5 s for a new connection to look idle.
+func TestServeShutdownSkipsWaitingConns(t *testing.T) {
+	for _, tc := range []struct{ name, prefix string }{
+		{"silent", ""},
+		{"half a request line", "GET /cou"},
+		{"half the headers", "GET / HTTP/1.1\r\nHost: example\r\nCookie: id=x"},
+		{"second request half sent", "GET / HTTP/1.1\r\nHost: example\r\n\r\nGET / HTTP/1.1\r\nHo"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, signal := context.WithCancel(context.Background())
+			url, done := startServe(t, ctx, Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "ok")
+			})})
+			c := holdConn(t, url, tc.prefix)
+			accepted(t, url)
+			signaled := time.Now()
+			signal()
+			if took := waitServe(t, done, signaled); took > shutdownBound {
+				t.Errorf("Serve returned %s after the signal, want < %s", took.Round(time.Millisecond), shutdownBound)
+			}
+			checkClosed(t, c, tc.name)
+		})
+	}
+}
+
+// TestServeShutdownFinishesSlowRequest: a request in a handler when the
+// signal comes runs to the end, answers 200 and its session change is
+// saved; Serve returns right after it, even with a silent connection open.
+func TestServeShutdownFinishesSlowRequest(t *testing.T) {
+	const slow = 2 * time.Second
+	store := core.NewMemoryStore()
+	sessions, err := httpadapter.New(store, httpadapter.WithSecure(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan struct{}, 1)
+	var finished atomic.Pointer[time.Time] // when the slow handler returned
+	ctx, signal := context.WithCancel(context.Background())
+	url, done := startServe(t, ctx, Server{Handler: sessions.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ping" {
+			return
+		}
+		s := httpadapter.FromContext(r.Context())
+		if err := s.Insert(r.Context(), "counter", 41); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		entered <- struct{}{}
+		time.Sleep(slow)
+		if err := s.Insert(r.Context(), "counter", 42); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "slow and done")
+		now := time.Now()
+		finished.Store(&now)
+	}))})
+
+	silent := holdConn(t, url, "")
+	type result struct {
+		resp *http.Response
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Get(url + "/slow")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{resp, string(b), err}
+	}()
+	<-entered
+	accepted(t, url) // the silent connection too
+	signaled := time.Now()
+	signal()
+
+	took := waitServe(t, done, signaled)
+	handled := finished.Load()
+	if handled == nil {
+		t.Fatal("Serve returned while a request was in a handler")
+	}
+	if after := took - handled.Sub(signaled); after > shutdownBound {
+		t.Errorf("Serve returned %s after the in-flight request finished, want < %s", after.Round(time.Millisecond), shutdownBound)
+	}
+	r := <-got
+	if r.err != nil || r.resp.StatusCode != http.StatusOK || r.body != "slow and done" {
+		t.Fatalf("in-flight request: %v %q, %v; want 200 and its body", r.resp, r.body, r.err)
+	}
+	checkClosed(t, silent, "silent")
+
+	var cookie *http.Cookie
+	for _, c := range r.resp.Cookies() {
+		if c.Name == "id" {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatal("the in-flight request set no session cookie")
+	}
+	tok, err := core.ParseToken(cookie.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := store.Load(context.Background(), tok.ID(), time.Now())
+	if err != nil || rec == nil {
+		t.Fatalf("loading the in-flight request's session: %v, %v", rec, err)
+	}
+	var n int
+	if err := store.Codec().Unmarshal(rec.Data["counter"], &n); err != nil || n != 42 {
+		t.Errorf("saved counter = %d (%v), want 42", n, err)
 	}
 }
