@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,17 +178,45 @@ func (p *Proc) Kill() { p.kill() }
 // Stderr returns what the process wrote to stderr so far.
 func (p *Proc) Stderr() string { return p.stderr.String() }
 
+// StopBound is how soon an example must exit after Stop's signal: no
+// request is in flight then, so nothing should hold the shutdown up.
+const StopBound = time.Second
+
 // Stop sends sig and waits up to 20 s for the process to exit. It fails the
-// test unless the exit status is 0 and stderr shows no panic.
+// test unless the exit status is 0, the exit came within StopBound and
+// stderr shows no panic. Before the signal it opens the connections a
+// browser leaves behind, which must not delay the exit: one that has sent
+// nothing (a pre-connection) and one with half a request.
 func (p *Proc) Stop(t testing.TB, sig os.Signal) {
 	t.Helper()
+	for _, prefix := range []string{"", "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"} {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.URL, "http://"), 5*time.Second)
+		if err != nil {
+			t.Fatalf("connecting before %v: %v", sig, err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, prefix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server accepts in order: once a later connection is answered,
+	// the two above are in its hands.
+	if _, err := get(p.URL+"/", ""); err != nil {
+		t.Fatalf("request before %v: %v", sig, err)
+	}
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("sending %v: %v", sig, err)
 	}
+	signaled := time.Now()
 	select {
 	case <-p.done:
 	case <-time.After(20 * time.Second):
 		t.Fatalf("still running 20 s after %v\nstderr: %s", sig, p.stderr.String())
+	}
+	took := time.Since(signaled)
+	t.Logf("exited %s after %v", took.Round(time.Millisecond), sig)
+	if took > StopBound {
+		t.Errorf("want an exit within %s after %v, even with connections waiting for a request", StopBound, sig)
 	}
 	if p.err != nil {
 		t.Errorf("after %v: exit %v, want status 0\nstderr: %s", sig, p.err, p.stderr.String())
