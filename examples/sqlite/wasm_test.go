@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,10 +47,31 @@ func wasmCmd(wazero, module, addr, dir string) *exec.Cmd {
 	return cmd
 }
 
+// stopWasm sends sig to the wazero process, as Ctrl-C (SIGINT) or a
+// service manager (SIGTERM) would, and checks what README says happens: a
+// wasip1 module receives no signals, so wazero ends at once, killed by the
+// signal, with no graceful shutdown of the module.
+func stopWasm(t *testing.T, p *exampletest.Proc, sig syscall.Signal) {
+	t.Helper()
+	took, err := p.Signal(t, sig, 20*time.Second)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("after %v: exit %v, want wazero ended by the signal", sig, err)
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != sig {
+		t.Errorf("after %v: exit %v, want wazero ended by the signal", sig, err)
+	}
+	if took > exampletest.StopBound {
+		t.Errorf("wazero took %s to end after %v, want < %s", took.Round(time.Millisecond), sig, exampletest.StopBound)
+	}
+	exampletest.CheckNoPanic(t, p.Stderr())
+}
+
 // TestWasmServerSurvivesRestart builds this example for GOOS=wasip1, runs it
 // under wazero with its sessions in a file of a mounted directory, drives
-// the counter, kills the module outright, starts it again and checks the
-// session counts on.
+// the counter, stops wazero with SIGINT (Ctrl-C), starts it again and checks
+// that the session counts on: the restart, with -cachedir, must beat the
+// session's 10 s of inactivity.
 func TestWasmServerSurvivesRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles a WebAssembly module and runs it under wazero; skipped with -short")
@@ -74,7 +97,7 @@ func TestWasmServerSurvivesRestart(t *testing.T) {
 	if v := exampletest.Get(t, p.URL+"/", exampletest.RandomToken()); v.Body != "Current count: 0" || v.Cookie == nil || v.Cookie.Value == token {
 		t.Fatalf("bogus cookie: %q, cookie %v", v.Body, v.Cookie)
 	}
-	p.Kill()
+	stopWasm(t, p, syscall.SIGINT)
 	if _, err := os.Stat(filepath.Join(dir, "sessions.db")); err != nil {
 		t.Fatalf("no database file in the mounted directory: %v", err)
 	}
@@ -85,8 +108,7 @@ func TestWasmServerSurvivesRestart(t *testing.T) {
 	if v := exampletest.Get(t, p.URL+"/", token); v.Body != "Current count: 2" {
 		t.Fatalf("after a restart: %q, want the session to go on at 2", v.Body)
 	}
-	p.Kill()
-	exampletest.CheckNoPanic(t, p.Stderr())
+	stopWasm(t, p, syscall.SIGTERM)
 }
 
 // BenchmarkWasmVsNative runs the counter workload (one session per client,

@@ -204,24 +204,33 @@ func (p *Proc) Stop(t testing.TB, sig os.Signal) {
 	if _, err := get(p.URL+"/", ""); err != nil {
 		t.Fatalf("request before %v: %v", sig, err)
 	}
+	took, err := p.Signal(t, sig, 20*time.Second)
+	t.Logf("exited %s after %v", took.Round(time.Millisecond), sig)
+	if took > StopBound {
+		t.Errorf("want an exit within %s after %v, even with connections waiting for a request", StopBound, sig)
+	}
+	if err != nil {
+		t.Errorf("after %v: exit %v, want status 0\nstderr: %s", sig, err, p.stderr.String())
+	}
+	CheckNoPanic(t, p.stderr.String())
+}
+
+// Signal sends sig and waits up to timeout for the process to exit. It
+// returns how long the exit took and the process's exit error (nil for
+// status 0; an *exec.ExitError otherwise, also when a signal ended it).
+func (p *Proc) Signal(t testing.TB, sig os.Signal, timeout time.Duration) (time.Duration, error) {
+	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("sending %v: %v", sig, err)
 	}
 	signaled := time.Now()
 	select {
 	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("still running 20 s after %v\nstderr: %s", sig, p.stderr.String())
+		return time.Since(signaled), p.err
+	case <-time.After(timeout):
+		t.Fatalf("still running %s after %v\nstderr: %s", timeout, sig, p.stderr.String())
+		return 0, nil
 	}
-	took := time.Since(signaled)
-	t.Logf("exited %s after %v", took.Round(time.Millisecond), sig)
-	if took > StopBound {
-		t.Errorf("want an exit within %s after %v, even with connections waiting for a request", StopBound, sig)
-	}
-	if p.err != nil {
-		t.Errorf("after %v: exit %v, want status 0\nstderr: %s", sig, p.err, p.stderr.String())
-	}
-	CheckNoPanic(t, p.stderr.String())
 }
 
 // CheckNoPanic fails the test if stderr holds a panic or a goroutine trace.
