@@ -40,14 +40,12 @@ func main() {
 	log.Fatal(http.ListenAndServe("127.0.0.1:3000", sessions.Middleware(http.HandlerFunc(
 		func(w http.ResponseWriter, r *http.Request) {
 			s := httpadapter.FromContext(r.Context())
-			n, _, err := core.Get[int](r.Context(), s, "counter") // 0 when absent
-			if err == nil {
-				err = s.Insert(r.Context(), "counter", n+1)
-			}
+			// Atomic: concurrent requests never lose an increment.
+			next, err := core.Update(r.Context(), s, "counter", func(n int, _ bool) (int, error) { return n + 1, nil })
 			if err != nil {
 				http.Error(w, "session unavailable", 500)
 				return
 			}
-			fmt.Fprintf(w, "Current count: %d", n)
+			fmt.Fprintf(w, "Current count: %d", next-1)
 		}))))
 }

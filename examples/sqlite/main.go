@@ -76,14 +76,12 @@ func run(ctx context.Context) error {
 func handler(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	session := httpadapter.FromContext(ctx)
-	count, _, err := core.Get[int](ctx, session, counterKey) // 0 on the first visit
-	if err == nil {
-		err = session.Insert(ctx, counterKey, count+1)
-	}
+	// An atomic read-modify-write: concurrent visits never lose a count.
+	next, err := core.Update(ctx, session, counterKey, func(count int, _ bool) (int, error) { return count + 1, nil })
 	if err != nil {
 		slog.ErrorContext(ctx, "counter session", "err", err)
 		http.Error(w, "session unavailable", http.StatusInternalServerError)
 		return
 	}
-	fmt.Fprintf(w, "Current count: %d", count)
+	fmt.Fprintf(w, "Current count: %d", next-1) // the count before this visit
 }

@@ -66,7 +66,8 @@ func RandomToken() string {
 // Counter drives the seed's counter over HTTP against a running example at
 // baseURL: a first visit counts 0 and sets a cookie, the same cookie counts
 // 1 then 2, a bogus or unknown cookie gets a fresh session at 0, sessions
-// are independent, and concurrent clients each count correctly. It returns
+// are independent, concurrent clients each count correctly, and concurrent
+// visits of one session lose no count. It returns
 // the first session's cookie value (at count 3 on its next visit).
 func Counter(t testing.TB, baseURL string) string {
 	t.Helper()
@@ -127,6 +128,25 @@ func Counter(t testing.TB, baseURL string) string {
 	for e := range errs {
 		t.Error(e)
 	}
+
+	// Concurrent visits of one session (a page firing requests at once)
+	// never lose a count: the counter is an atomic core.Update.
+	shared := Get(t, url, "")
+	const burst = 20
+	failed := make(chan error, burst)
+	for range burst {
+		wg.Go(func() {
+			if _, err := get(url, shared.Cookie.Value); err != nil {
+				failed <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		t.Error(err)
+	}
+	count(t, Get(t, url, shared.Cookie.Value), 1+burst, fmt.Sprintf("after %d concurrent visits of one session", burst))
 	return token
 }
 
