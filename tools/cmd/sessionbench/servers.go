@@ -105,17 +105,19 @@ func writeCount(w http.ResponseWriter, n int) {
 func oursHandler(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	s := httpadapter.FromContext(ctx)
-	n, _, err := core.Get[int](ctx, s, "counter")
+	var (
+		n   int
+		err error
+	)
+	if r.URL.Path == pathRead {
+		n, _, err = core.Get[int](ctx, s, "counter")
+	} else {
+		// What the examples do: an atomic increment.
+		n, err = core.Update(ctx, s, "counter", func(n int, _ bool) (int, error) { return n + 1, nil })
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
-	}
-	if r.URL.Path != pathRead {
-		n++
-		if err := s.Insert(ctx, "counter", n); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
 	}
 	writeCount(w, n)
 }
