@@ -15,7 +15,7 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 )
 
 // faultBackend is a server database reached through a fault proxy.
@@ -46,7 +46,7 @@ func configurePool(db *sql.DB) {
 
 // openFault opens backend name (postgres or mysql) through a new proxy, with a
 // migrated store in a fresh schema. A server that cannot be reached skips the
-// test (or fails it under CI), as bunstoretest does.
+// test (or fails it under CI), as dbtest does.
 func openFault(t testing.TB, name string, opts ...bunstore.Option) *faultBackend {
 	t.Helper()
 	fb := &faultBackend{name: name}
@@ -54,8 +54,8 @@ func openFault(t testing.TB, name string, opts ...bunstore.Option) *faultBackend
 	var open func(addr string) *bun.DB
 	switch name {
 	case "postgres":
-		fb.direct = bunstoretest.OpenPostgres(t)
-		u, err := url.Parse(bunstoretest.PostgresURL())
+		fb.direct = dbtest.OpenPostgres(t)
+		u, err := url.Parse(dbtest.PostgresURL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,8 +76,8 @@ func openFault(t testing.TB, name string, opts ...bunstore.Option) *faultBackend
 			return bun.NewDB(sqldb, pgdialect.New())
 		}
 	case "mysql":
-		fb.direct = bunstoretest.OpenMySQL(t)
-		cfg, err := mysql.ParseDSN(bunstoretest.MySQLDSN())
+		fb.direct = dbtest.OpenMySQL(t)
+		cfg, err := mysql.ParseDSN(dbtest.MySQLDSN())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func openFault(t testing.TB, name string, opts ...bunstore.Option) *faultBackend
 	}
 	fb.proxy = p
 	t.Cleanup(func() { p.Close() })
-	schema := bunstoretest.UniqueSchema(t, fb.direct) // dropped over the direct pool
+	schema := dbtest.UniqueSchema(t, fb.direct) // dropped over the direct pool
 	fb.db = open(p.Addr())
 	configurePool(fb.db.DB)
 	t.Cleanup(func() { fb.db.Close() })

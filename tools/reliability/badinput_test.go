@@ -21,9 +21,9 @@ import (
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 )
 
 // cookieModes are the middleware's cookie modes, each with a fresh key.
@@ -181,8 +181,8 @@ var plainIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 // accepts exactly the plain identifiers of at most 63 bytes, and rejects the
 // rest with ErrInvalidName, on every dialect. (New runs no query.)
 func FuzzIdentifier(f *testing.F) {
-	pg, _ := sql.Open("pgx", bunstoretest.PostgresURL())
-	my, _ := sql.Open("mysql", bunstoretest.MySQLDSN())
+	pg, _ := sql.Open("pgx", dbtest.PostgresURL())
+	my, _ := sql.Open("mysql", dbtest.MySQLDSN())
 	f.Cleanup(func() { pg.Close(); my.Close() })
 	dbs := []*bun.DB{bun.NewDB(pg, pgdialect.New()), bun.NewDB(my, mysqldialect.New()), bun.NewDB(my, sqlitedialect.New())}
 	for _, s := range []string{"session", "tower_sessions", "_x", "a1", "1a", "", "a-b", "a.b", `a"b`, "a`b", "a b", "a;drop table x", "é", "a\x00", strings.Repeat("a", 63), strings.Repeat("a", 64), "SELECT", "ｓ"} {

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 )
 
@@ -79,9 +79,9 @@ func promiseBackends() []struct {
 		name string
 		open func(testing.TB) *bun.DB
 	}{
-		{"postgres", bunstoretest.OpenPostgres},
-		{"mysql", bunstoretest.OpenMySQL},
-		{"sqlite", bunstoretest.OpenSQLite},
+		{"postgres", dbtest.OpenPostgres},
+		{"mysql", dbtest.OpenMySQL},
+		{"sqlite", dbtest.OpenSQLite},
 	}
 }
 
@@ -141,7 +141,7 @@ func TestCycleIDKeepsAcknowledgedWrites(t *testing.T) {
 	for _, b := range promiseBackends() {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			store := bunstoretest.NewStore(t, b.open(t))
+			store := dbtest.NewStore(t, b.open(t))
 			m, err := httpadapter.New(store, httpadapter.WithSecure(false))
 			if err != nil {
 				t.Fatal(err)
@@ -215,7 +215,7 @@ func TestConcurrentUpdatesAddUp(t *testing.T) {
 	for _, b := range promiseBackends() {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			store := bunstoretest.NewStore(t, b.open(t))
+			store := dbtest.NewStore(t, b.open(t))
 			m, err := httpadapter.New(store, httpadapter.WithSecure(false))
 			if err != nil {
 				t.Fatal(err)

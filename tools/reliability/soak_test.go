@@ -10,9 +10,9 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 )
 
@@ -31,9 +31,9 @@ func openBackendDB(t testing.TB, name string) (*bunstore.Store, *bun.DB) {
 	var db *bun.DB
 	switch name {
 	case "postgres":
-		db = bunstoretest.OpenPostgres(t)
+		db = dbtest.OpenPostgres(t)
 	case "mysql":
-		db = bunstoretest.OpenMySQL(t)
+		db = dbtest.OpenMySQL(t)
 	case "sqlite":
 		var err error
 		db, err = sqlitewasm.Open(filepath.Join(t.TempDir(), "soak.db"))
@@ -44,7 +44,7 @@ func openBackendDB(t testing.TB, name string) (*bunstore.Store, *bun.DB) {
 	default:
 		t.Fatalf("unknown backend %q", name)
 	}
-	return bunstoretest.NewStore(t, db), db
+	return dbtest.NewStore(t, db), db
 }
 
 // tableName is the qualified name of s's table, for direct SQL.

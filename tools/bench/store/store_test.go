@@ -33,8 +33,8 @@ import (
 	"github.com/alexedwards/scs/v2"
 	"github.com/go-sql-driver/mysql"
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/uptrace/bun"
 )
@@ -115,8 +115,8 @@ func prepare(tb testing.TB, db *sql.DB, q string) *sql.Stmt {
 }
 
 func setupPostgres(tb testing.TB) *env {
-	db := bunstoretest.OpenPostgres(tb)
-	ours := bunstoretest.NewStore(tb, db)
+	db := dbtest.OpenPostgres(tb)
+	ours := dbtest.NewStore(tb, db)
 	schema := ours.SchemaName()
 	table := fmt.Sprintf("%q.%q", schema, ours.TableName())
 	mustExec(tb, db.DB,
@@ -137,17 +137,17 @@ func setupPostgres(tb testing.TB) *env {
 }
 
 func setupMySQL(tb testing.TB) *env {
-	admin := bunstoretest.OpenMySQL(tb)
-	schema := bunstoretest.UniqueSchema(tb, admin)
+	admin := dbtest.OpenMySQL(tb)
+	schema := dbtest.UniqueSchema(tb, admin)
 	mustExec(tb, admin.DB, "CREATE DATABASE `"+schema+"`")
 	// mysqlstore always uses the table "sessions" of the connection's
 	// database: open the pool on the fresh database.
-	cfg, err := mysql.ParseDSN(bunstoretest.MySQLDSN())
+	cfg, err := mysql.ParseDSN(dbtest.MySQLDSN())
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg.DBName = schema
-	db := bunstoretest.OpenMySQLDSN(tb, cfg.FormatDSN())
+	db := dbtest.OpenMySQLDSN(tb, cfg.FormatDSN())
 	ours, err := bunstore.New(db, bunstore.WithSchemaName(schema))
 	if err != nil {
 		tb.Fatal(err)
@@ -179,7 +179,7 @@ func setupSQLite(tb testing.TB) *env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	ours := bunstoretest.NewStore(tb, db)
+	ours := dbtest.NewStore(tb, db)
 	table := fmt.Sprintf("%q", ours.TableName())
 	mustExec(tb, db.DB,
 		"CREATE TABLE sessions (token TEXT PRIMARY KEY, data BLOB NOT NULL, expiry REAL NOT NULL)",

@@ -11,8 +11,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/uptrace/bun"
 )
@@ -53,18 +53,18 @@ type backendOpener struct {
 func backends() []backendOpener {
 	return []backendOpener{
 		{"postgres", func(t *testing.T) backend {
-			db := bunstoretest.OpenPostgres(t)
-			schema := bunstoretest.UniqueSchema(t, db)
+			db := dbtest.OpenPostgres(t)
+			schema := dbtest.UniqueSchema(t, db)
 			return backend{
 				name: "postgres",
-				args: []string{"--database-url", bunstoretest.PostgresURL(), "--schema", schema},
+				args: []string{"--database-url", dbtest.PostgresURL(), "--schema", schema},
 				db:   db,
 				opts: []bunstore.Option{bunstore.WithSchemaName(schema)},
 			}
 		}},
 		{"mysql", func(t *testing.T) backend {
-			db := bunstoretest.OpenMySQL(t)
-			schema := bunstoretest.UniqueSchema(t, db)
+			db := dbtest.OpenMySQL(t)
+			schema := dbtest.UniqueSchema(t, db)
 			return backend{
 				name: "mysql",
 				args: []string{"--database-url", mysqlURL(t), "--schema", schema},
@@ -88,13 +88,13 @@ func backends() []backendOpener {
 	}
 }
 
-// mysqlURL is the MySQL test server (bunstoretest.MySQLDSN) as the
+// mysqlURL is the MySQL test server (dbtest.MySQLDSN) as the
 // mysql://user:pass@host:port/db URL an operator would give sessionctl.
 func mysqlURL(t *testing.T) string {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(bunstoretest.MySQLDSN())
+	cfg, err := mysql.ParseDSN(dbtest.MySQLDSN())
 	if err != nil {
-		t.Fatalf("parsing %s: %v", bunstoretest.EnvMySQL, err)
+		t.Fatalf("parsing %s: %v", dbtest.EnvMySQL, err)
 	}
 	u := url.URL{Scheme: "mysql", Host: cfg.Addr, Path: "/" + cfg.DBName}
 	if cfg.Passwd != "" {

@@ -33,9 +33,9 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/sqlsessions/sqlsessions/tools/reliability"
 )
@@ -45,8 +45,8 @@ func main() {
 	backends := flag.String("backends", "postgres,mysql,sqlite", "comma-separated backends: postgres, mysql, sqlite")
 	clients := flag.Int("clients", 8, "concurrent clients")
 	parallel := flag.Int("parallel", 4, "concurrent requests per session when writing distinct keys")
-	pgURL := flag.String("postgres", bunstoretest.PostgresURL(), "PostgreSQL URL (default from "+bunstoretest.EnvPostgres+")")
-	myDSN := flag.String("mysql", bunstoretest.MySQLDSN(), "MySQL DSN (default from "+bunstoretest.EnvMySQL+")")
+	pgURL := flag.String("postgres", dbtest.PostgresURL(), "PostgreSQL URL (default from "+dbtest.EnvPostgres+")")
+	myDSN := flag.String("mysql", dbtest.MySQLDSN(), "MySQL DSN (default from "+dbtest.EnvMySQL+")")
 	pool := flag.Int("pool", 16, "connection pool size (open and idle) for the server backends")
 	flag.Parse()
 

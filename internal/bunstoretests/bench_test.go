@@ -1,4 +1,4 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 )
@@ -22,7 +22,7 @@ import (
 //	go test -run '^$' -bench . -benchtime 3s
 //
 // and compare store/raw per operation and dialect. They run 4 goroutines
-// per GOMAXPROCS (-cpu changes it) on pools of bunstoretest.PoolSize
+// per GOMAXPROCS (-cpu changes it) on pools of dbtest.PoolSize
 // connections (4 on SQLite). On a busy machine consecutive benchmarks see
 // different loads; TestFloorRatio (SQLSESSIONS_BENCH_RATIO=1) alternates
 // store and floor in short rounds and reports median ratios instead.
@@ -91,7 +91,7 @@ type fixture struct {
 
 func newFixture(tb testing.TB, db *bun.DB) fixture {
 	tb.Helper()
-	s := bunstoretest.NewStore(tb, db)
+	s := dbtest.NewStore(tb, db)
 	f := fixture{s: s, raw: prepareRaw(tb, db, s), exp: time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)}
 	value, _ := s.Codec().Marshal(42)
 	f.data = map[string][]byte{"counter": value}
@@ -108,7 +108,7 @@ func newFixture(tb testing.TB, db *bun.DB) fixture {
 }
 
 func BenchmarkStore(b *testing.B) {
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		if d.Name == "postgres-libpq" {
 			continue
 		}

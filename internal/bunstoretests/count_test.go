@@ -1,4 +1,4 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 )
 
@@ -31,13 +31,13 @@ func (h *hookCounter) AfterQuery(_ context.Context, ev *bun.QueryEvent) {
 // Store: Create, Save, Load, Delete = 1 statement each. Session: untouched
 // 0, read 1, read-modify-write 2, new 1, unchanged read 1.
 func TestStatementCounts(t *testing.T) {
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			var wire bunstoretest.Counter
+			var wire dbtest.Counter
 			hook := &hookCounter{}
 			db := d.OpenCounting(t, &wire).WithQueryHook(hook)
-			s := bunstoretest.NewStore(t, db, bunstore.WithQueryHook(hook))
+			s := dbtest.NewStore(t, db, bunstore.WithQueryHook(hook))
 			ctx := context.Background()
 			check := func(what string, want int64, fn func()) {
 				t.Helper()

@@ -1,4 +1,4 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 )
 
@@ -69,7 +69,7 @@ func keysOf(t *testing.T, s core.Store, token string) string {
 // of 3 (the failed UPDATE, a SELECT, the replayed UPDATE), on every dialect,
 // counted on the wire; and nothing is lost either way.
 func TestRecentWritesSaveTheReload(t *testing.T) {
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			for _, tc := range []struct {
@@ -78,9 +78,9 @@ func TestRecentWritesSaveTheReload(t *testing.T) {
 				want   int64
 			}{{"remembered", bunstore.DefaultRecentWrites, 1}, {"off", 0, 3}} {
 				t.Run(tc.name, func(t *testing.T) {
-					var wire bunstoretest.Counter
+					var wire dbtest.Counter
 					db := d.OpenCounting(t, &wire)
-					s := bunstoretest.NewStore(t, db, bunstore.WithRecentWrites(tc.recent))
+					s := dbtest.NewStore(t, db, bunstore.WithRecentWrites(tc.recent))
 					sess := core.NewSession(s, "", nil)
 					insertCommit(t, sess, "n", 1, core.Saved)
 					token := sess.Token().String()
@@ -109,7 +109,7 @@ func TestRecentWritesSaveTheReload(t *testing.T) {
 func TestRecentWritesAcrossProcesses(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		p1 := bunstoretest.NewStore(t, db)
+		p1 := dbtest.NewStore(t, db)
 		p2 := twin(t, db, p1)
 
 		sess := core.NewSession(p1, "", nil)
@@ -149,7 +149,7 @@ func TestRecentWritesAcrossProcesses(t *testing.T) {
 func TestRecentWritesConflictError(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		s := bunstoretest.NewStore(t, db)
+		s := dbtest.NewStore(t, db)
 		for _, size := range []int{10, 8 << 10} {
 			rec := newRecord(t, s, now().Add(time.Hour), "k", strings.Repeat("v", size))
 			if err := s.Create(ctx, rec); err != nil {

@@ -1,4 +1,4 @@
-package bunstoretest
+package dbtest
 
 import (
 	"errors"

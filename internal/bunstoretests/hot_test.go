@@ -1,12 +1,12 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 )
 
 // TestSavesUpdateInPlace: repeated saves of a session keep its stored
@@ -15,8 +15,8 @@ import (
 // in the expiry index at every save.
 func TestSavesUpdateInPlace(t *testing.T) {
 	ctx := context.Background()
-	db := bunstoretest.OpenPostgres(t)
-	s := bunstoretest.NewStore(t, db)
+	db := dbtest.OpenPostgres(t)
+	s := dbtest.NewStore(t, db)
 	sess := core.NewSession(s, "", nil)
 	if err := sess.Insert(ctx, "n", 0); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"bytes"
@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 )
 
@@ -51,7 +51,7 @@ func countRows(t testing.TB, db *bun.DB, s *bunstore.Store) int {
 // round, survives failing rounds (here: the table does not exist yet) and
 // logs them, purges once the table works, and returns when ctx ends.
 func TestContinuouslyDeleteExpired(t *testing.T) {
-	db := bunstoretest.OpenSQLite(t)
+	db := dbtest.OpenSQLite(t)
 	var logs syncBuffer
 	s, err := bunstore.New(db, bunstore.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), bunstore.WithDeleteBatchSize(10))
 	if err != nil {
@@ -103,8 +103,8 @@ func TestContinuouslyDeleteExpired(t *testing.T) {
 }
 
 func TestContinuouslyDeleteExpiredSkipsFirstTick(t *testing.T) {
-	db := bunstoretest.OpenSQLite(t)
-	s := bunstoretest.NewStore(t, db)
+	db := dbtest.OpenSQLite(t)
+	s := dbtest.NewStore(t, db)
 	fill(t, db, s, 5, now().Add(-time.Minute))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -136,13 +136,13 @@ func purgeRows(t *testing.T) int {
 // logs p99 load latency idle and during the purge.
 func TestPurgeUnderLoad(t *testing.T) {
 	rows := purgeRows(t)
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		if d.Name == "postgres-libpq" {
 			continue
 		}
 		t.Run(d.Name, func(t *testing.T) {
 			db := d.Open(t)
-			s := bunstoretest.NewStore(t, db)
+			s := dbtest.NewStore(t, db)
 			ctx := context.Background()
 			start := time.Now()
 			fill(t, db, s, rows, now().Add(-time.Hour))

@@ -1,6 +1,6 @@
 //go:build unix
 
-package bunstore_test
+package bunstoretests
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun/dialect"
 )
 
@@ -34,7 +34,7 @@ func TestFloorRatio(t *testing.T) {
 		round   = 400 * time.Millisecond
 		workers = 16
 	)
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		if d.Name == "postgres-libpq" {
 			continue
 		}

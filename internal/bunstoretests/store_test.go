@@ -1,9 +1,8 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,19 +11,16 @@ import (
 	"time"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
-	"github.com/uptrace/bun/dialect/mysqldialect"
-	"github.com/uptrace/bun/dialect/pgdialect"
-	"github.com/uptrace/bun/dialect/sqlitedialect"
 )
 
 // eachDialect runs fn as a parallel subtest per dialect and driver.
 func eachDialect(t *testing.T, fn func(t *testing.T, db *bun.DB)) {
 	t.Helper()
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			fn(t, d.Open(t))
@@ -56,102 +52,12 @@ func newRecord(t testing.TB, s core.Store, expiry time.Time, kv ...any) *core.Re
 
 func now() time.Time { return time.Now().UTC() }
 
-// offlineDBs returns one *bun.DB per dialect that New can build statements
-// for without a server (sql.Open does not connect).
-func offlineDBs(t *testing.T) map[string]*bun.DB {
-	t.Helper()
-	open := func(driver, dsn string) *sql.DB {
-		db, err := sql.Open(driver, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	return map[string]*bun.DB{
-		"postgres": bun.NewDB(open("pgx", bunstoretest.DefaultPostgresURL), pgdialect.New()),
-		"mysql":    bun.NewDB(open("mysql", bunstoretest.DefaultMySQLDSN), mysqldialect.New()),
-		"sqlite":   bun.NewDB(open("sqlite3", "file::memory:"), sqlitedialect.New()),
-	}
-}
-
-func TestNamesRejected(t *testing.T) {
-	bad := []string{
-		"x; drop table y", `"quoted"`, "", strings.Repeat("a", 200), "séance", "сессии", "1abc",
-		"a.b", "a b", "a-b", "`x`", "x'y", "x\x00", strings.Repeat("a", 64),
-	}
-	for name, db := range offlineDBs(t) {
-		for _, n := range bad {
-			if _, err := bunstore.New(db, bunstore.WithTableName(n)); !errors.Is(err, bunstore.ErrInvalidName) {
-				t.Errorf("%s: WithTableName(%q): got %v, want ErrInvalidName", name, n, err)
-			} else if !strings.Contains(err.Error(), "table") {
-				t.Errorf("%s: WithTableName(%q): error %q does not say which name", name, n, err)
-			}
-			if name == "sqlite" {
-				continue
-			}
-			if _, err := bunstore.New(db, bunstore.WithSchemaName(n)); !errors.Is(err, bunstore.ErrInvalidName) {
-				t.Errorf("%s: WithSchemaName(%q): got %v, want ErrInvalidName", name, n, err)
-			}
-		}
-		for _, good := range []string{"_", "a", "Sessions_2", strings.Repeat("a", 63)} {
-			if _, err := bunstore.New(db, bunstore.WithTableName(good)); err != nil {
-				t.Errorf("%s: WithTableName(%q): %v", name, good, err)
-			}
-		}
-	}
-}
-
-func TestSQLiteRejectsSchema(t *testing.T) {
-	db := offlineDBs(t)["sqlite"]
-	_, err := bunstore.New(db, bunstore.WithSchemaName("main"))
-	if err == nil || !strings.Contains(err.Error(), "SQLite has no schemas") {
-		t.Fatalf("WithSchemaName on SQLite: got %v", err)
-	}
-}
-
-func TestNewErrors(t *testing.T) {
-	if _, err := bunstore.New(nil); err == nil {
-		t.Error("New(nil) succeeded")
-	}
-	db := offlineDBs(t)["sqlite"]
-	if _, err := bunstore.New(db, bunstore.WithCodec(nil)); err == nil {
-		t.Error("WithCodec(nil) accepted")
-	}
-	if _, err := bunstore.New(db, bunstore.WithDeleteBatchSize(0)); err == nil {
-		t.Error("WithDeleteBatchSize(0) accepted")
-	}
-	if _, err := bunstore.New(db, bunstore.WithRecentWrites(-1)); err == nil {
-		t.Error("WithRecentWrites(-1) accepted")
-	}
-}
-
-func TestDefaults(t *testing.T) {
-	dbs := offlineDBs(t)
-	for name, want := range map[string][2]string{
-		"postgres": {"tower_sessions", "session"},
-		"mysql":    {"tower_sessions", "session"},
-		"sqlite":   {"", "tower_sessions"},
-	} {
-		s, err := bunstore.New(dbs[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.SchemaName() != want[0] || s.TableName() != want[1] {
-			t.Errorf("%s: defaults %q.%q, want %q.%q", name, s.SchemaName(), s.TableName(), want[0], want[1])
-		}
-		if s.Codec() != bunstore.MsgPack {
-			t.Errorf("%s: default codec %v", name, s.Codec().Name())
-		}
-	}
-}
-
 // TestDefaultNamesMigrate migrates with the default names where a run can
 // have them to itself: a fresh PostgreSQL database, a fresh SQLite file.
 func TestDefaultNamesMigrate(t *testing.T) {
 	for name, open := range map[string]func(testing.TB) *bun.DB{
-		"postgres": bunstoretest.OpenPostgresDatabase,
-		"sqlite":   bunstoretest.OpenSQLite,
+		"postgres": dbtest.OpenPostgresDatabase,
+		"sqlite":   dbtest.OpenSQLite,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -188,7 +94,7 @@ func TestDefaultNamesMigrate(t *testing.T) {
 func TestMigrateConcurrent(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
 		var opts []bunstore.Option
-		if schema := bunstoretest.UniqueSchema(t, db); schema != "" {
+		if schema := dbtest.UniqueSchema(t, db); schema != "" {
 			opts = append(opts, bunstore.WithSchemaName(schema))
 		}
 		var wg sync.WaitGroup
@@ -228,7 +134,7 @@ func TestMigrateConcurrent(t *testing.T) {
 func TestPrepareBeforeMigrate(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
 		var opts []bunstore.Option
-		if schema := bunstoretest.UniqueSchema(t, db); schema != "" {
+		if schema := dbtest.UniqueSchema(t, db); schema != "" {
 			opts = append(opts, bunstore.WithSchemaName(schema))
 		}
 		s, err := bunstore.New(db, opts...)
@@ -254,7 +160,7 @@ func TestPrepareBeforeMigrate(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	s := bunstoretest.NewStore(t, bunstoretest.OpenSQLite(t))
+	s := dbtest.NewStore(t, dbtest.OpenSQLite(t))
 	ctx := context.Background()
 	rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
 	if err := s.Create(ctx, rec); err != nil {
@@ -284,7 +190,7 @@ func table(s *bunstore.Store) bun.Ident {
 
 func TestCorruptRecord(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		s := bunstoretest.NewStore(t, db)
+		s := dbtest.NewStore(t, db)
 		ctx := context.Background()
 		rec := newRecord(t, s, now().Add(time.Hour), "k", "v")
 		if err := s.Create(ctx, rec); err != nil {
@@ -306,7 +212,7 @@ func TestCorruptRecord(t *testing.T) {
 // cookie value.
 func TestTokenNotStored(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		s := bunstoretest.NewStore(t, db)
+		s := dbtest.NewStore(t, db)
 		ctx := context.Background()
 		sess := core.NewSession(s, "", nil)
 		if err := sess.Insert(ctx, "k", "v"); err != nil {
@@ -330,7 +236,7 @@ func TestTokenNotStored(t *testing.T) {
 // round-trip, and the load filter compares at microsecond precision.
 func TestExpiryPrecision(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		s := bunstoretest.NewStore(t, db)
+		s := dbtest.NewStore(t, db)
 		checkExpiries(t, s)
 	})
 }
@@ -373,11 +279,11 @@ func TestMySQLTimeZones(t *testing.T) {
 	} {
 		t.Run(params, func(t *testing.T) {
 			t.Parallel()
-			dsn := bunstoretest.MySQLDSN()
+			dsn := dbtest.MySQLDSN()
 			if i := strings.IndexByte(dsn, '?'); i >= 0 {
 				dsn = dsn[:i]
 			}
-			db := bunstoretest.OpenMySQLDSN(t, dsn+"?"+params)
+			db := dbtest.OpenMySQLDSN(t, dsn+"?"+params)
 			var tz string
 			if err := db.QueryRowContext(context.Background(), "SELECT @@session.time_zone").Scan(&tz); err != nil {
 				t.Fatal(err)
@@ -385,7 +291,7 @@ func TestMySQLTimeZones(t *testing.T) {
 			if tz == "SYSTEM" || tz == "+00:00" {
 				t.Fatalf("session time_zone is %q: the DSN parameter did not apply", tz)
 			}
-			s := bunstoretest.NewStore(t, db)
+			s := dbtest.NewStore(t, db)
 			checkExpiries(t, s)
 		})
 	}
@@ -395,7 +301,7 @@ func TestMySQLTimeZones(t *testing.T) {
 // (ascii_bin collation), including on Load and Delete.
 func TestCaseSensitiveIDs(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		s := bunstoretest.NewStore(t, db)
+		s := dbtest.NewStore(t, db)
 		ctx := context.Background()
 		lower := newRecord(t, s, now().Add(time.Hour), "v", "lower")
 		lower.ID = "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq"
@@ -423,7 +329,7 @@ func TestCaseSensitiveIDs(t *testing.T) {
 // a 64 KiB BLOB).
 func TestLargeValues(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		s := bunstoretest.NewStore(t, db)
+		s := dbtest.NewStore(t, db)
 		ctx := context.Background()
 		for _, size := range []int{1 << 20, 8 << 20} {
 			big := bytes.Repeat([]byte("0123456789abcdef"), size/16)
@@ -447,7 +353,7 @@ func TestCollisionRetriedBySession(t *testing.T) {
 	// The conformance suite forces a collision through core.Session; here
 	// the store reports it for an id that exists with any data and expiry.
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		s := bunstoretest.NewStore(t, db)
+		s := dbtest.NewStore(t, db)
 		ctx := context.Background()
 		rec := newRecord(t, s, now().Add(-time.Hour), "k", "v")
 		if err := s.Create(ctx, rec); err != nil {
@@ -466,7 +372,7 @@ func TestCollisionRetriedBySession(t *testing.T) {
 
 func TestDeleteExpiredBatches(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		s := bunstoretest.NewStore(t, db, bunstore.WithDeleteBatchSize(7))
+		s := dbtest.NewStore(t, db, bunstore.WithDeleteBatchSize(7))
 		ctx := context.Background()
 		t0 := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 		fill(t, db, s, 50, t0.Add(-time.Minute))

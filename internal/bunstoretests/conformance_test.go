@@ -1,29 +1,29 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"testing"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/core/storetest"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 )
 
 // TestConformance runs core's store suite on every dialect and driver, each
 // in a fresh schema (or file), once with the default table name and once
 // with a custom schema and table.
 func TestConformance(t *testing.T) {
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			db := d.Open(t)
-			s := bunstoretest.NewStore(t, db)
+			s := dbtest.NewStore(t, db)
 			storetest.Run(t, func(*testing.T) core.Store { return s })
 		})
 		t.Run(d.Name+"-custom-names", func(t *testing.T) {
 			t.Parallel()
 			db := d.Open(t)
-			s := bunstoretest.NewStore(t, db, bunstore.WithTableName("My_Sessions_2"))
+			s := dbtest.NewStore(t, db, bunstore.WithTableName("My_Sessions_2"))
 			storetest.Run(t, func(*testing.T) core.Store { return s })
 		})
 	}
@@ -32,13 +32,13 @@ func TestConformance(t *testing.T) {
 // TestConformanceCaching runs the suite on core's CachingStore in front of
 // the SQL store.
 func TestConformanceCaching(t *testing.T) {
-	for _, d := range bunstoretest.Dialects() {
+	for _, d := range dbtest.Dialects() {
 		if d.Name == "postgres-libpq" {
 			continue
 		}
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			s := core.NewCachingStore(bunstoretest.NewStore(t, d.Open(t)), core.CachingOptions{MaxEntries: 100})
+			s := core.NewCachingStore(dbtest.NewStore(t, d.Open(t)), core.CachingOptions{MaxEntries: 100})
 			storetest.Run(t, func(*testing.T) core.Store { return s })
 		})
 	}

@@ -1,4 +1,4 @@
-// Package bunstoretest opens the databases bunstore's tests run against and
+// Package dbtest opens the databases our tests run against and
 // gives each test a fresh, uniquely named schema, database or file, so tests
 // and parallel runs never collide. Other modules' tests import it too.
 //
@@ -18,7 +18,7 @@
 // SQLite needs no server: OpenSQLite opens a file in t.TempDir() with
 // github.com/ncruces/go-sqlite3 (no cgo; the SQLite build is compiled into
 // that module, nothing to download).
-package bunstoretest
+package dbtest
 
 import (
 	"context"
@@ -95,7 +95,7 @@ func MySQLURLToDSN(s string) (string, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("bunstoretest: parsing MySQL URL: %w", err)
+		return "", fmt.Errorf("dbtest: parsing MySQL URL: %w", err)
 	}
 	q := u.Query()
 	if !q.Has("parseTime") {

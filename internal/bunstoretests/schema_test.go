@@ -1,4 +1,4 @@
-package bunstore_test
+package bunstoretests
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/bunstore/bunstoretest"
+	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 )
 
@@ -18,8 +18,8 @@ func TestSchemaTypes(t *testing.T) {
 	ctx := context.Background()
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		db := bunstoretest.OpenPostgres(t)
-		s := bunstoretest.NewStore(t, db)
+		db := dbtest.OpenPostgres(t)
+		s := dbtest.NewStore(t, db)
 		got := columnTypes(t, db, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
 		want := map[string]string{"id": "text", "data": "bytea", "expiry_date": "timestamp with time zone", "version": "bigint",
 			"created_at": "timestamp with time zone", "user_key": "text"}
@@ -62,8 +62,8 @@ func TestSchemaTypes(t *testing.T) {
 	})
 	t.Run("mysql", func(t *testing.T) {
 		t.Parallel()
-		db := bunstoretest.OpenMySQL(t)
-		s := bunstoretest.NewStore(t, db)
+		db := dbtest.OpenMySQL(t)
+		s := dbtest.NewStore(t, db)
 		got := columnTypes(t, db, "SELECT column_name, CONCAT(column_type, ' ', COALESCE(collation_name, '')) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
 		want := map[string]string{"id": "varchar(128) ascii_bin", "data": "longblob", "expiry_date": "datetime(6)", "version": "bigint(20)",
 			"created_at": "datetime(6)", "user_key": "varchar(255) utf8mb4_bin"}
@@ -78,8 +78,8 @@ func TestSchemaTypes(t *testing.T) {
 	})
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		db := bunstoretest.OpenSQLite(t)
-		s := bunstoretest.NewStore(t, db)
+		db := dbtest.OpenSQLite(t)
+		s := dbtest.NewStore(t, db)
 		got := columnTypes(t, db, "SELECT name, type FROM pragma_table_info(?)", s.TableName())
 		checkTypes(t, got, map[string]string{"id": "text", "data": "blob", "expiry_date": "integer", "version": "integer", "created_at": "integer", "user_key": "text"})
 		// Stored as an integer (numeric comparisons), in microseconds.
@@ -146,7 +146,7 @@ func (h *errHook) AfterQuery(_ context.Context, ev *bun.QueryEvent)             
 
 // TestQueryHookSeesErrors: a WithQueryHook hook gets the statement's error.
 func TestQueryHookSeesErrors(t *testing.T) {
-	db := bunstoretest.OpenSQLite(t)
+	db := dbtest.OpenSQLite(t)
 	h := &errHook{}
 	s, err := bunstore.New(db, bunstore.WithQueryHook(h))
 	if err != nil {
