@@ -12,7 +12,7 @@ import (
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
-	"github.com/sqlsessions/sqlsessions/tools/internal/dburl"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 	"github.com/uptrace/bun"
 )
 
