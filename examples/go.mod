@@ -8,6 +8,7 @@ require (
 	github.com/sqlsessions/sqlsessions/bunstore v0.1.0
 	github.com/sqlsessions/sqlsessions/core v0.1.0
 	github.com/sqlsessions/sqlsessions/httpadapter v0.1.0
+	github.com/sqlsessions/sqlsessions/internal v0.1.0
 	github.com/sqlsessions/sqlsessions/sqlitewasm v0.1.0
 	github.com/uptrace/bun v1.3.0
 	github.com/uptrace/bun/dialect/mysqldialect v1.3.0
@@ -38,5 +39,6 @@ replace (
 	github.com/sqlsessions/sqlsessions/bunstore => ../bunstore
 	github.com/sqlsessions/sqlsessions/core => ../core
 	github.com/sqlsessions/sqlsessions/httpadapter => ../httpadapter
+	github.com/sqlsessions/sqlsessions/internal => ../internal
 	github.com/sqlsessions/sqlsessions/sqlitewasm => ../sqlitewasm
 )

@@ -15,6 +15,7 @@ require (
 	github.com/ncruces/go-sqlite3 v0.37.0
 	github.com/sqlsessions/sqlsessions/bunstore v0.1.0
 	github.com/sqlsessions/sqlsessions/core v0.1.0
+	github.com/sqlsessions/sqlsessions/sqlitewasm v0.1.0
 	github.com/uptrace/bun v1.3.0
 	github.com/uptrace/bun/dialect/mysqldialect v1.3.0
 	github.com/uptrace/bun/dialect/pgdialect v1.3.0
@@ -30,7 +31,6 @@ require (
 	github.com/ncruces/go-sqlite3-wasm/v6 v6.5.35401 // indirect
 	github.com/ncruces/julianday v1.0.0 // indirect
 	github.com/puzpuzpuz/xsync/v3 v3.5.1 // indirect
-	github.com/sqlsessions/sqlsessions/sqlitewasm v0.1.0
 	github.com/tmthrgd/go-hex v0.0.0-20190904060850-447a3041c3bc // indirect
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect

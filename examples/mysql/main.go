@@ -29,6 +29,7 @@ import (
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/examples/internal/exampleutil"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 )
 
 const counterKey = "counter"
@@ -42,7 +43,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dsn, err := exampleutil.MySQLDSN(databaseURL) // adds parseTime=true&loc=UTC
+	dsn, err := dburl.MySQLDSN(databaseURL) // adds parseTime=true&loc=UTC
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}

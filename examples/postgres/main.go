@@ -26,6 +26,7 @@ import (
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/examples/internal/exampleutil"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 )
 
 const counterKey = "counter"
@@ -39,7 +40,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := exampleutil.CheckPostgresURL(databaseURL); err != nil {
+	if err := dburl.CheckPostgresURL(databaseURL); err != nil {
 		return err
 	}
 	sqldb, err := sql.Open("pgx", databaseURL)

@@ -279,7 +279,7 @@ func TestMySQLTimeZones(t *testing.T) {
 	} {
 		t.Run(params, func(t *testing.T) {
 			t.Parallel()
-			dsn := dbtest.MySQLDSN()
+			dsn := dbtest.MySQLDSN(t)
 			if i := strings.IndexByte(dsn, '?'); i >= 0 {
 				dsn = dsn[:i]
 			}

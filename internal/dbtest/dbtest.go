@@ -8,8 +8,8 @@
 //	SQLSESSIONS_MYSQL_URL     default root@tcp(127.0.0.1:3306)/test?parseTime=true&loc=UTC
 //
 // SQLSESSIONS_MYSQL_URL takes a go-sql-driver/mysql DSN or the URL form
-// mysql://user:pass@host:port/db?params (parseTime=true&loc=UTC are added to
-// the URL form unless given).
+// mysql://user:pass@host:port/db?params, converted by internal/dburl (with
+// parseTime=true&loc=UTC), the one parser our examples and tools use too.
 //
 // A server that cannot be reached skips the test (t.Skip, with the reason),
 // except when the environment variable CI is set: then the test fails, so CI
@@ -25,12 +25,10 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +38,7 @@ import (
 	_ "github.com/ncruces/go-sqlite3/driver" // "sqlite3" driver
 	"github.com/ncruces/go-sqlite3/vfs"
 	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 	"github.com/uptrace/bun/dialect/mysqldialect"
@@ -47,76 +46,25 @@ import (
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 )
 
-// Environment variables naming the test servers.
-const (
-	EnvPostgres = "SQLSESSIONS_POSTGRES_URL"
-	EnvMySQL    = "SQLSESSIONS_MYSQL_URL"
-)
-
-// Default server addresses, used when the environment variables are unset.
-const (
-	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	DefaultMySQLDSN    = "root@tcp(127.0.0.1:3306)/test?parseTime=true&loc=UTC"
-)
-
 // PoolSize is the number of connections each opened pool keeps, open and
 // idle alike (prepared statements live on idle connections).
 const PoolSize = 8
 
-// PostgresURL returns SQLSESSIONS_POSTGRES_URL, or DefaultPostgresURL.
-func PostgresURL() string {
-	if u := os.Getenv(EnvPostgres); u != "" {
-		return u
-	}
-	return DefaultPostgresURL
-}
+// PostgresURL returns the PostgreSQL server's URL: dburl.EnvPostgres
+// (SQLSESSIONS_POSTGRES_URL), or dburl.DefaultPostgresURL.
+func PostgresURL() string { return dburl.PostgresURLFromEnv() }
 
-// MySQLDSN returns SQLSESSIONS_MYSQL_URL, or DefaultMySQLDSN, as a
-// go-sql-driver/mysql DSN.
-func MySQLDSN() string {
-	u := os.Getenv(EnvMySQL)
-	if u == "" {
-		return DefaultMySQLDSN
-	}
-	dsn, err := MySQLURLToDSN(u)
+// MySQLDSN returns the MySQL server as a go-sql-driver/mysql DSN:
+// dburl.EnvMySQL (SQLSESSIONS_MYSQL_URL, a DSN or a mysql:// URL that
+// dburl.MySQLDSN converts), or dburl.DefaultMySQLDSN. A URL that does not
+// convert fails the test.
+func MySQLDSN(t testing.TB) string {
+	t.Helper()
+	dsn, err := dburl.MySQLDSNFromEnv()
 	if err != nil {
-		return u // let the driver report it
+		t.Fatalf("%s: %v", dburl.EnvMySQL, err)
 	}
 	return dsn
-}
-
-// MySQLURLToDSN converts mysql://user:pass@host:port/db?params to the
-// go-sql-driver/mysql DSN user:pass@tcp(host:port)/db?params, adding
-// parseTime=true and loc=UTC unless params set them. Anything not starting
-// with mysql:// is returned as it is.
-func MySQLURLToDSN(s string) (string, error) {
-	if !strings.HasPrefix(s, "mysql://") {
-		return s, nil
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("dbtest: parsing MySQL URL: %w", err)
-	}
-	q := u.Query()
-	if !q.Has("parseTime") {
-		q.Set("parseTime", "true")
-	}
-	if !q.Has("loc") {
-		q.Set("loc", "UTC")
-	}
-	var user string
-	if u.User != nil {
-		user = u.User.Username()
-		if p, ok := u.User.Password(); ok {
-			user += ":" + p
-		}
-		user += "@"
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":3306"
-	}
-	return fmt.Sprintf("%stcp(%s)/%s?%s", user, host, strings.TrimPrefix(u.Path, "/"), q.Encode()), nil
 }
 
 // noSockets is true where the program cannot dial a database server.
@@ -172,13 +120,13 @@ func countingPool(t testing.TB, what, driverName, dsn string, size int, c *Count
 // the test ends).
 func OpenPostgres(t testing.TB) *bun.DB {
 	t.Helper()
-	return bun.NewDB(pool(t, "PostgreSQL ("+EnvPostgres+")", "pgx", PostgresURL(), PoolSize), pgdialect.New())
+	return bun.NewDB(pool(t, "PostgreSQL ("+dburl.EnvPostgres+")", "pgx", PostgresURL(), PoolSize), pgdialect.New())
 }
 
 // OpenPostgresPQ opens PostgresURL() with the lib/pq driver.
 func OpenPostgresPQ(t testing.TB) *bun.DB {
 	t.Helper()
-	return bun.NewDB(pool(t, "PostgreSQL ("+EnvPostgres+")", "postgres", PostgresURL(), PoolSize), pgdialect.New())
+	return bun.NewDB(pool(t, "PostgreSQL ("+dburl.EnvPostgres+")", "postgres", PostgresURL(), PoolSize), pgdialect.New())
 }
 
 // OpenPostgresDatabase creates a new, uniquely named PostgreSQL database,
@@ -200,7 +148,7 @@ func OpenPostgresDatabase(t testing.TB) *bun.DB {
 	})
 	u, err := url.Parse(PostgresURL())
 	if err != nil {
-		t.Fatalf("parsing %s: %v", EnvPostgres, err)
+		t.Fatalf("parsing %s: %v", dburl.EnvPostgres, err)
 	}
 	u.Path = "/" + name
 	// Registered after the DROP, so it runs (closing the pool) before it.
@@ -210,14 +158,14 @@ func OpenPostgresDatabase(t testing.TB) *bun.DB {
 // OpenMySQL opens MySQLDSN().
 func OpenMySQL(t testing.TB) *bun.DB {
 	t.Helper()
-	return OpenMySQLDSN(t, MySQLDSN())
+	return OpenMySQLDSN(t, MySQLDSN(t))
 }
 
 // OpenMySQLDSN opens a go-sql-driver/mysql DSN (e.g. MySQLDSN() with extra
 // parameters).
 func OpenMySQLDSN(t testing.TB, dsn string) *bun.DB {
 	t.Helper()
-	return bun.NewDB(pool(t, "MySQL ("+EnvMySQL+")", "mysql", dsn, PoolSize), mysqldialect.New(mysqldialect.WithTimeLocation("UTC")))
+	return bun.NewDB(pool(t, "MySQL ("+dburl.EnvMySQL+")", "mysql", dsn, PoolSize), mysqldialect.New(mysqldialect.WithTimeLocation("UTC")))
 }
 
 // SQLiteDSN returns the DSN OpenSQLite uses for the file at path: WAL,
@@ -307,13 +255,13 @@ type Dialect struct {
 func Dialects() []Dialect {
 	return []Dialect{
 		{"postgres", OpenPostgres, func(t testing.TB, c *Counter) *bun.DB {
-			return bun.NewDB(countingPool(t, "PostgreSQL ("+EnvPostgres+")", "pgx", PostgresURL(), PoolSize, c), pgdialect.New())
+			return bun.NewDB(countingPool(t, "PostgreSQL ("+dburl.EnvPostgres+")", "pgx", PostgresURL(), PoolSize, c), pgdialect.New())
 		}},
 		{"postgres-libpq", OpenPostgresPQ, func(t testing.TB, c *Counter) *bun.DB {
-			return bun.NewDB(countingPool(t, "PostgreSQL ("+EnvPostgres+")", "postgres", PostgresURL(), PoolSize, c), pgdialect.New())
+			return bun.NewDB(countingPool(t, "PostgreSQL ("+dburl.EnvPostgres+")", "postgres", PostgresURL(), PoolSize, c), pgdialect.New())
 		}},
 		{"mysql", OpenMySQL, func(t testing.TB, c *Counter) *bun.DB {
-			return bun.NewDB(countingPool(t, "MySQL ("+EnvMySQL+")", "mysql", MySQLDSN(), PoolSize, c), mysqldialect.New(mysqldialect.WithTimeLocation("UTC")))
+			return bun.NewDB(countingPool(t, "MySQL ("+dburl.EnvMySQL+")", "mysql", MySQLDSN(t), PoolSize, c), mysqldialect.New(mysqldialect.WithTimeLocation("UTC")))
 		}},
 		{"sqlite", OpenSQLite, func(t testing.TB, c *Counter) *bun.DB {
 			path := filepath.Join(t.TempDir(), "sessions.db")

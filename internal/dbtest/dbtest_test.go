@@ -7,25 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 	"github.com/uptrace/bun"
 )
-
-func TestMySQLURLToDSN(t *testing.T) {
-	for in, want := range map[string]string{
-		"mysql://root@127.0.0.1:3306/test":                       "root@tcp(127.0.0.1:3306)/test?loc=UTC&parseTime=true",
-		"mysql://u:p%40ss@db.local/app?parseTime=false&tls=true": "u:p@ss@tcp(db.local:3306)/app?loc=UTC&parseTime=false&tls=true",
-		"mysql://db:3307/x":                                      "tcp(db:3307)/x?loc=UTC&parseTime=true",
-		"root@tcp(127.0.0.1:3306)/test?parseTime=true":           "root@tcp(127.0.0.1:3306)/test?parseTime=true",
-	} {
-		got, err := MySQLURLToDSN(in)
-		if err != nil || got != want {
-			t.Errorf("MySQLURLToDSN(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	if _, err := MySQLURLToDSN("mysql://[::1"); err == nil {
-		t.Error("a malformed URL was accepted")
-	}
-}
 
 // recorder is a testing.TB that records Skipf and Fatalf instead of
 // stopping the test.
@@ -67,8 +51,8 @@ func TestUniqueName(t *testing.T) {
 // that needs it (CI unset).
 func TestUnreachableServerSkips(t *testing.T) {
 	t.Setenv("CI", "")
-	t.Setenv(EnvPostgres, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
-	t.Setenv(EnvMySQL, "mysql://root@127.0.0.1:1/test?timeout=2s")
+	t.Setenv(dburl.EnvPostgres, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
+	t.Setenv(dburl.EnvMySQL, "mysql://root@127.0.0.1:1/test?timeout=2s")
 	for name, open := range map[string]func(testing.TB) *bun.DB{"postgres": OpenPostgres, "libpq": OpenPostgresPQ, "mysql": OpenMySQL} {
 		var inner *testing.T
 		t.Run(name, func(t *testing.T) {

@@ -8,16 +8,19 @@
 //	file:sessions.db?mode=rwc
 //
 // PostgreSQL goes through the pgx stdlib driver. A MySQL URL is converted to
-// a go-sql-driver/mysql configuration with parseTime=true and loc=UTC (unless
-// the URL's query sets them), and bun's MySQL dialect writes times in UTC.
+// a go-sql-driver/mysql configuration with parseTime=true and loc=UTC
+// (MySQLConfig, MySQLDSN), and bun's MySQL dialect writes times in UTC.
 // SQLite is opened by sqlitewasm (no cgo).
+//
+// It is the one place our examples, tools and tests (internal/dbtest) read
+// database URLs, so they all accept the same forms and none of their errors
+// shows a password. It does not import testing: commands link it.
 package dburl
 
 import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -34,6 +37,11 @@ import (
 // ErrUnsupported is wrapped by the error Open returns for a URL whose form it
 // does not know.
 var ErrUnsupported = errors.New("unsupported database URL")
+
+// ErrBadURL is wrapped by the errors of a URL that names a known database
+// but cannot be used as it is (malformed, wrong scheme for the conversion
+// asked, an unsupported parameter).
+var ErrBadURL = errors.New("bad database URL")
 
 // Kind is the database family a URL names.
 type Kind string
@@ -120,48 +128,20 @@ func Open(rawURL string, opts Options) (*bun.DB, Kind, error) {
 	return db, kind, nil
 }
 
-// MySQLConfig converts mysql://user:pass@host:port/db?params (sqlx's form;
-// mariadb:// too) into a go-sql-driver/mysql configuration: the port defaults
-// to 3306, a host starting with "/" or a "socket" parameter means a Unix
-// socket, and parseTime=true and loc=UTC are set unless params set them.
-// Errors never contain the password.
-func MySQLConfig(rawURL string) (*mysql.Config, error) {
+// CheckPostgresURL reports whether rawURL is a postgres:// or postgresql://
+// URL, the form both sqlx and pgx accept, without contacting the server.
+func CheckPostgresURL(rawURL string) error {
+	if !strings.Contains(rawURL, "://") {
+		return fmt.Errorf("%w: want postgres://user:password@host:port/database", ErrBadURL)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, errors.New("mysql URL: cannot parse it (check that special characters in the password are percent-encoded)")
+		return fmt.Errorf("%w: %s", ErrBadURL, redactErr(err, rawURL))
 	}
-	q := u.Query()
-	if !q.Has("parseTime") {
-		q.Set("parseTime", "true")
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("%w: %q: want postgres://user:password@host:port/database", ErrBadURL, u.Redacted())
 	}
-	if !q.Has("loc") {
-		q.Set("loc", "UTC")
-	}
-	network, addr := "tcp", u.Host
-	if sock := q.Get("socket"); sock != "" {
-		network, addr = "unix", sock
-		q.Del("socket")
-	} else if addr == "" {
-		addr = "127.0.0.1:3306"
-	} else if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "3306")
-	}
-	db := strings.TrimPrefix(u.Path, "/")
-	if strings.Contains(db, "/") {
-		return nil, fmt.Errorf("mysql URL: database name %q contains a slash", db)
-	}
-	// Let the driver parse the parameters (it knows them all), then set the
-	// parts a DSN string could not carry safely.
-	cfg, err := mysql.ParseDSN(network + "(" + "localhost" + ")/?" + q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("mysql URL: parameters: %w", err)
-	}
-	cfg.Net, cfg.Addr, cfg.DBName = network, addr, db
-	if u.User != nil {
-		cfg.User = u.User.Username()
-		cfg.Passwd, _ = u.User.Password()
-	}
-	return cfg, nil
+	return nil
 }
 
 func pgxConfig(rawURL string) (*pgx.ConnConfig, error) {
@@ -202,4 +182,23 @@ func SQLiteFile(rawURL string) (string, bool) {
 		return "", false
 	}
 	return p, true
+}
+
+// redactErr returns err's message with the password of rawURL hidden (a
+// *url.Error quotes the whole URL).
+func redactErr(err error, rawURL string) string {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		msg = ue.Op + " URL: " + ue.Err.Error()
+	}
+	if at := strings.LastIndex(rawURL, "@"); at >= 0 {
+		if colon := strings.Index(rawURL[:at], "://"); colon >= 0 {
+			creds := rawURL[colon+3 : at]
+			if _, pw, ok := strings.Cut(creds, ":"); ok && pw != "" {
+				msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			}
+		}
+	}
+	return msg
 }

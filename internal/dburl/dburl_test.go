@@ -49,11 +49,11 @@ func TestMySQLConfig(t *testing.T) {
 		t.Errorf("parameters: parseTime %v loc %v tls %q timeout %v", cfg.ParseTime, cfg.Loc, cfg.TLSConfig, cfg.Timeout)
 	}
 
-	cfg, err = MySQLConfig("mysql://root@localhost/test?parseTime=false&loc=Local")
+	cfg, err = MySQLConfig("mysql://root@localhost/test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Addr != "localhost:3306" || cfg.ParseTime || cfg.Loc != time.Local || cfg.Passwd != "" {
+	if cfg.Addr != "localhost:3306" || !cfg.ParseTime || cfg.Loc != time.UTC || cfg.Passwd != "" {
 		t.Errorf("defaults: addr %q parseTime %v loc %v", cfg.Addr, cfg.ParseTime, cfg.Loc)
 	}
 
@@ -65,7 +65,9 @@ func TestMySQLConfig(t *testing.T) {
 		t.Errorf("socket: net %q addr %q", cfg.Net, cfg.Addr)
 	}
 
-	for _, bad := range []string{"mysql://u:secret@h/db?parseTime=maybe", "mysql://u:secret@h/a/b", "mysql://u:secret@h:port/db"} {
+	for _, bad := range []string{"mysql://u:secret@h/db?parseTime=maybe", "mysql://u:secret@h/a/b", "mysql://u:secret@h:port/db",
+		// parseTime and loc are the store's: another value is an error, not ignored.
+		"mysql://root:secret@localhost/test?parseTime=false", "mysql://root:secret@localhost/test?loc=Local"} {
 		if _, err := MySQLConfig(bad); err == nil || strings.Contains(err.Error(), "secret") {
 			t.Errorf("MySQLConfig(%q): error %v", bad, err)
 		}

@@ -77,7 +77,7 @@ func openFault(t testing.TB, name string, opts ...bunstore.Option) *faultBackend
 		}
 	case "mysql":
 		fb.direct = dbtest.OpenMySQL(t)
-		cfg, err := mysql.ParseDSN(dbtest.MySQLDSN())
+		cfg, err := mysql.ParseDSN(dbtest.MySQLDSN(t))
 		if err != nil {
 			t.Fatal(err)
 		}

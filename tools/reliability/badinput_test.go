@@ -182,7 +182,7 @@ var plainIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 // rest with ErrInvalidName, on every dialect. (New runs no query.)
 func FuzzIdentifier(f *testing.F) {
 	pg, _ := sql.Open("pgx", dbtest.PostgresURL())
-	my, _ := sql.Open("mysql", dbtest.MySQLDSN())
+	my, _ := sql.Open("mysql", dbtest.MySQLDSN(f))
 	f.Cleanup(func() { pg.Close(); my.Close() })
 	dbs := []*bun.DB{bun.NewDB(pg, pgdialect.New()), bun.NewDB(my, mysqldialect.New()), bun.NewDB(my, sqlitedialect.New())}
 	for _, s := range []string{"session", "tower_sessions", "_x", "a1", "1a", "", "a-b", "a.b", `a"b`, "a`b", "a b", "a;drop table x", "é", "a\x00", strings.Repeat("a", 63), strings.Repeat("a", 64), "SELECT", "ｓ"} {

@@ -8,22 +8,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	_ "github.com/go-sql-driver/mysql" // "mysql" driver
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver
 
-	"github.com/sqlsessions/sqlsessions/examples/internal/exampleutil"
-)
-
-// Environment variables naming the test servers, and their defaults.
-const (
-	EnvPostgres     = "SQLSESSIONS_POSTGRES_URL"
-	EnvMySQL        = "SQLSESSIONS_MYSQL_URL"
-	DefaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	DefaultMySQL    = "mysql://root@127.0.0.1:3306/test"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 )
 
 // unreachable skips the test, or fails it when CI is set.
@@ -56,11 +47,8 @@ func ping(t testing.TB, what, driverName, dsn string) *sql.DB {
 // schema without meeting other runs.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(EnvPostgres)
-	if base == "" {
-		base = DefaultPostgres
-	}
-	admin := ping(t, "PostgreSQL ("+EnvPostgres+")", "pgx", base)
+	base := dburl.PostgresURLFromEnv()
+	admin := ping(t, "PostgreSQL ("+dburl.EnvPostgres+")", "pgx", base)
 	var b [6]byte
 	rand.Read(b[:])
 	name := "sqlsessions_example_" + hex.EncodeToString(b[:])
@@ -77,7 +65,7 @@ func PostgresURL(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("%s: %v", EnvPostgres, err)
+		t.Fatalf("%s: %v", dburl.EnvPostgres, err)
 	}
 	u.Path = "/" + name
 	return u.String()
@@ -89,27 +77,16 @@ func PostgresURL(t testing.TB) string {
 // harmlessly, since every session has its own random id.
 func MySQLURL(t testing.TB) string {
 	t.Helper()
-	raw := os.Getenv(EnvMySQL)
-	if raw == "" {
-		raw = DefaultMySQL
-	}
-	if !strings.HasPrefix(raw, "mysql://") {
-		cfg, err := mysql.ParseDSN(raw)
-		if err != nil {
-			t.Fatalf("%s is neither a mysql:// URL nor a DSN: %v", EnvMySQL, err)
+	raw := dburl.MySQLFromEnv()
+	if k, err := dburl.KindOf(raw); err != nil || k != dburl.MySQL {
+		if raw, err = dburl.MySQLURLFromDSN(raw); err != nil {
+			t.Fatalf("%s is neither a mysql:// URL nor a DSN: %v", dburl.EnvMySQL, err)
 		}
-		u := url.URL{Scheme: "mysql", Host: cfg.Addr, Path: "/" + cfg.DBName}
-		if cfg.Passwd != "" {
-			u.User = url.UserPassword(cfg.User, cfg.Passwd)
-		} else if cfg.User != "" {
-			u.User = url.User(cfg.User)
-		}
-		raw = u.String()
 	}
-	dsn, err := exampleutil.MySQLDSN(raw)
+	dsn, err := dburl.MySQLDSN(raw)
 	if err != nil {
-		t.Fatalf("%s: %v", EnvMySQL, err)
+		t.Fatalf("%s: %v", dburl.EnvMySQL, err)
 	}
-	ping(t, fmt.Sprintf("MySQL (%s)", EnvMySQL), "mysql", dsn).Close()
+	ping(t, fmt.Sprintf("MySQL (%s)", dburl.EnvMySQL), "mysql", dsn).Close()
 	return raw
 }

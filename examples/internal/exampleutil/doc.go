@@ -1,7 +1,6 @@
 // Package exampleutil holds the plumbing the example servers share, so each
 // example's main.go shows only what a user of sqlsessions writes: reading
-// the environment (DATABASE_URL, ADDR), turning sqlx-style database URLs
-// into Go driver settings, printing a failure as one line with a non-zero
+// the environment (DATABASE_URL, ADDR), printing a failure as one line with a non-zero
 // exit status, and serving until Ctrl-C or SIGTERM with a graceful shutdown
 // that also stops background tasks such as expired-session deletion.
 package exampleutil

@@ -142,7 +142,7 @@ func setupMySQL(tb testing.TB) *env {
 	mustExec(tb, admin.DB, "CREATE DATABASE `"+schema+"`")
 	// mysqlstore always uses the table "sessions" of the connection's
 	// database: open the pool on the fresh database.
-	cfg, err := mysql.ParseDSN(dbtest.MySQLDSN())
+	cfg, err := mysql.ParseDSN(dbtest.MySQLDSN(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -3,16 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/uptrace/bun"
 )
@@ -92,21 +91,11 @@ func backends() []backendOpener {
 // mysql://user:pass@host:port/db URL an operator would give sessionctl.
 func mysqlURL(t *testing.T) string {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dbtest.MySQLDSN())
+	u, err := dburl.MySQLURLFromDSN(dbtest.MySQLDSN(t))
 	if err != nil {
-		t.Fatalf("parsing %s: %v", dbtest.EnvMySQL, err)
+		t.Fatalf("%s: %v", dburl.EnvMySQL, err)
 	}
-	u := url.URL{Scheme: "mysql", Host: cfg.Addr, Path: "/" + cfg.DBName}
-	if cfg.Passwd != "" {
-		u.User = url.UserPassword(cfg.User, cfg.Passwd)
-	} else if cfg.User != "" {
-		u.User = url.User(cfg.User)
-	}
-	if cfg.Net == "unix" {
-		u.Host = ""
-		u.RawQuery = url.Values{"socket": {cfg.Addr}}.Encode()
-	}
-	return u.String()
+	return u
 }
 
 // forEachBackend runs f against every backend, after running

@@ -35,7 +35,7 @@ import (
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
-	"github.com/sqlsessions/sqlsessions/internal/dbtest"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/sqlsessions/sqlsessions/tools/reliability"
 )
@@ -45,10 +45,15 @@ func main() {
 	backends := flag.String("backends", "postgres,mysql,sqlite", "comma-separated backends: postgres, mysql, sqlite")
 	clients := flag.Int("clients", 8, "concurrent clients")
 	parallel := flag.Int("parallel", 4, "concurrent requests per session when writing distinct keys")
-	pgURL := flag.String("postgres", dbtest.PostgresURL(), "PostgreSQL URL (default from "+dbtest.EnvPostgres+")")
-	myDSN := flag.String("mysql", dbtest.MySQLDSN(), "MySQL DSN (default from "+dbtest.EnvMySQL+")")
+	pgURL := flag.String("postgres", dburl.PostgresURLFromEnv(), "PostgreSQL URL (default from "+dburl.EnvPostgres+")")
+	myURL := flag.String("mysql", dburl.MySQLFromEnv(), "MySQL DSN or mysql:// URL (default from "+dburl.EnvMySQL+")")
 	pool := flag.Int("pool", 16, "connection pool size (open and idle) for the server backends")
 	flag.Parse()
+	myDSN, err := dburl.NormalizeMySQL(*myURL)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--mysql: %v\n", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -59,7 +64,7 @@ func main() {
 		if name == "" {
 			continue
 		}
-		rep, err := soak(ctx, name, *pgURL, *myDSN, *pool, logger, reliability.SoakOptions{
+		rep, err := soak(ctx, name, *pgURL, myDSN, *pool, logger, reliability.SoakOptions{
 			Clients: *clients, Duration: *duration, Parallel: *parallel,
 			Log: func(format string, args ...any) { logger.Warn(fmt.Sprintf(format, args...), "backend", name) },
 		})
