@@ -1,13 +1,12 @@
-//go:build !wasip1 && !js
+// bunstore's runnable examples live here: they need an SQLite driver,
+// which bunstore's go.mod does not list, and sqlitewasm opens one ready for
+// a session store (WAL where files can be locked, a single connection on
+// wasip1 and js otherwise).
 
-// The examples open SQLite files in WAL mode, which builds without file
-// locking (wasip1, js) cannot do.
-
-package bunstore_test
+package sqlitewasm_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log"
@@ -15,34 +14,20 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/ncruces/go-sqlite3/driver" // database/sql driver "sqlite3", no cgo
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/sqlitedialect"
 )
 
-// openSQLite opens a SQLite database in dir the way the examples recommend.
-func openSQLite(dir string) (*bun.DB, error) {
-	sqldb, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "sessions.db")+
-		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(normal)")
-	if err != nil {
-		return nil, err
-	}
-	// Prepared statements live on idle connections: keep them all.
-	sqldb.SetMaxOpenConns(4)
-	sqldb.SetMaxIdleConns(4)
-	return bun.NewDB(sqldb, sqlitedialect.New()), nil
-}
-
-// exampleDB opens openSQLite in a fresh temporary directory; done closes it
-// and removes the directory.
+// exampleDB opens a session database file in a fresh temporary directory;
+// done closes it and removes the directory.
 func exampleDB() (db *bun.DB, done func()) {
 	dir, err := os.MkdirTemp("", "bunstore-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err = openSQLite(dir)
+	db, err = sqlitewasm.Open("sqlite://" + filepath.Join(dir, "sessions.db"))
 	if err != nil {
 		os.RemoveAll(dir)
 		log.Fatal(err)
@@ -53,9 +38,9 @@ func exampleDB() (db *bun.DB, done func()) {
 	}
 }
 
-// A session store in a SQLite file: create the table, start a session in
+// A bunstore session store in an SQLite file: create the table, start a session in
 // one request and read it back in the next.
-func Example() {
+func Example_sessionStore() {
 	db, done := exampleDB()
 	defer done()
 
@@ -89,9 +74,9 @@ func Example() {
 	// Output: ada true
 }
 
-// Names are validated when the store is built: anything but a plain
+// bunstore.WithTableName: names are validated when the store is built: anything but a plain
 // identifier is an error, and no SQL is ever built from it.
-func ExampleWithTableName() {
+func Example_tableName() {
 	db, done := exampleDB()
 	defer done()
 
@@ -105,8 +90,9 @@ func ExampleWithTableName() {
 	// web_sessions <nil>
 }
 
-// Expired sessions are never loaded, and DeleteExpired removes them.
-func ExampleStore_DeleteExpired() {
+// Expired sessions are never loaded, and bunstore's DeleteExpired removes
+// them.
+func Example_deleteExpired() {
 	db, done := exampleDB()
 	defer done()
 	ctx := context.Background()
@@ -133,8 +119,9 @@ func ExampleStore_DeleteExpired() {
 	// Output: 2 <nil>
 }
 
-// Purge expired sessions in the background until shutdown.
-func ExampleStore_ContinuouslyDeleteExpired() {
+// Purge expired sessions in the background until shutdown
+// (bunstore.Store.ContinuouslyDeleteExpired).
+func Example_continuouslyDeleteExpired() {
 	db, done := exampleDB()
 	defer done()
 	store, err := bunstore.New(db)
@@ -158,8 +145,8 @@ func ExampleStore_ContinuouslyDeleteExpired() {
 // Two requests of one browser change the same session at the same time: the
 // one that saves second collides with the first. Both changes survive; and
 // because the first was written by this store, the second replays on the
-// record it remembers instead of reading it back.
-func ExampleWithRecentWrites() {
+// record it remembers instead of reading it back (bunstore.WithRecentWrites).
+func Example_recentWrites() {
 	db, done := exampleDB()
 	defer done()
 
