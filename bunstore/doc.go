@@ -32,6 +32,8 @@
 //
 // # Drivers
 //
+// The module requires none: the application imports the one it uses, and
+// only that one ends up in its go.sum.
 // PostgreSQL: github.com/jackc/pgx/v5/stdlib or github.com/lib/pq.
 // MySQL/MariaDB: github.com/go-sql-driver/mysql. The store writes and reads
 // DATETIME(6) as UTC wall-clock time itself, so its expiries are right

@@ -19,7 +19,7 @@ import (
 // the same pool, as the best hand-written database/sql equivalent: the same
 // single statement, prepared, with bound arguments (the floor). Run them with
 //
-//	go test -run '^$' -bench . -benchtime 3s
+//	go test -run '^$' -bench . -benchtime 3s ./internal/bunstoretests
 //
 // and compare store/raw per operation and dialect. They run 4 goroutines
 // per GOMAXPROCS (-cpu changes it) on pools of dbtest.PoolSize

@@ -24,7 +24,7 @@ import (
 // it runs only with SQLSESSIONS_BENCH_RATIO=1 and fails only if an operation
 // fails.
 //
-//	SQLSESSIONS_BENCH_RATIO=1 go test -run TestFloorRatio -v .
+//	SQLSESSIONS_BENCH_RATIO=1 go test -run TestFloorRatio -v ./internal/bunstoretests
 func TestFloorRatio(t *testing.T) {
 	if os.Getenv("SQLSESSIONS_BENCH_RATIO") == "" {
 		t.Skip("set SQLSESSIONS_BENCH_RATIO=1 to measure store/raw throughput ratios")

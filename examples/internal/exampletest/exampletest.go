@@ -6,9 +6,10 @@
 // Servers are found through environment variables:
 //
 //	SQLSESSIONS_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/test?sslmode=disable
-//	SQLSESSIONS_MYSQL_URL     default mysql://root@127.0.0.1:3306/test
+//	SQLSESSIONS_MYSQL_URL     default root@tcp(127.0.0.1:3306)/test?parseTime=true&loc=UTC
 //
-// (SQLSESSIONS_MYSQL_URL may also be a go-sql-driver/mysql DSN.) A server
+// (SQLSESSIONS_MYSQL_URL may also be a mysql:// URL; internal/dburl reads
+// both, for every module's tests.) A server
 // that cannot be reached skips the test, except when the environment
 // variable CI is non-empty: then the test fails.
 package exampletest
