@@ -54,8 +54,10 @@
 //
 // Databases: SQLSESSIONS_POSTGRES_URL (default
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable) and
-// SQLSESSIONS_MYSQL_URL (default root@tcp(127.0.0.1:3306)/test, a
-// go-sql-driver DSN or a mysql:// URL; parseTime=true&loc=UTC are enforced).
+// SQLSESSIONS_MYSQL_URL (default
+// root@tcp(127.0.0.1:3306)/test?parseTime=true&loc=UTC, a go-sql-driver DSN
+// or a mysql:// URL read by internal/dburl; parseTime=true&loc=UTC are
+// enforced).
 // The server processes inherit them.
 package main
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 )
 
 // TestMain lets the test binary be the server processes TestRun starts: run
@@ -45,7 +47,7 @@ func requireDB(tb testing.TB, name string) {
 	defer cancel()
 	db, err := openDB(ctx, name, "", 1)
 	if err != nil {
-		skipOrFail(tb, "%s unreachable (%s / %s): %v", name, envPostgres, envMySQL, err)
+		skipOrFail(tb, "%s unreachable (%s / %s): %v", name, dburl.EnvPostgres, dburl.EnvMySQL, err)
 	}
 	db.Close()
 }

@@ -17,10 +17,12 @@ import (
 	"github.com/alexedwards/scs/postgresstore"
 	"github.com/alexedwards/scs/sqlite3store"
 	"github.com/alexedwards/scs/v2"
+	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/mysqldialect"
@@ -286,6 +288,24 @@ func setPool(db *sql.DB, n int) {
 	db.SetConnMaxIdleTime(0)
 }
 
+// mysqlConfig returns the MySQL server of SQLSESSIONS_MYSQL_URL (a
+// go-sql-driver DSN or a mysql:// URL, read by internal/dburl as every
+// module's tests read it), with parseTime=true and loc=UTC: bunstore and the
+// floor write times in UTC.
+func mysqlConfig() (*mysql.Config, error) {
+	dsn, err := dburl.MySQLDSNFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dburl.EnvMySQL, err)
+	}
+	c, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dburl.EnvMySQL, err)
+	}
+	c.ParseTime = true
+	c.Loc = time.UTC
+	return c, nil
+}
+
 // openDB opens a pool of size pool on backend, in schema (the MariaDB
 // database, the SQLite file; PostgreSQL statements name their schema), or
 // on the configured database when schema is "" (not for SQLite).
@@ -293,7 +313,7 @@ func openDB(ctx context.Context, backend, schema string, pool int) (*bun.DB, err
 	var db *bun.DB
 	switch backend {
 	case "postgres":
-		sqldb, err := sql.Open("pgx", postgresURL())
+		sqldb, err := sql.Open("pgx", dburl.PostgresURLFromEnv())
 		if err != nil {
 			return nil, err
 		}
