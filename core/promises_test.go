@@ -398,7 +398,6 @@ func TestCachingStoreTTLAcrossInstances(t *testing.T) {
 	a := core.NewCachingStore(backend, core.CachingOptions{TTL: time.Second, Now: tick})
 	b := core.NewCachingStore(backend, core.CachingOptions{TTL: time.Second, FeedTTL: time.Hour, Now: tick})
 	token := seeded(t, a, "k", "v")
-	id := core.NewSession(a, token, nil).ID()
 	if ok, _ := core.NewSession(b, token, nil).Get(ctx, "k", new(string)); !ok {
 		t.Fatal("b does not see the session")
 	}
@@ -418,7 +417,7 @@ func TestCachingStoreTTLAcrossInstances(t *testing.T) {
 
 	// With a feed up, entries live for FeedTTL and are evicted by it.
 	token = seeded(t, a, "k", "v")
-	id = core.NewSession(a, token, nil).ID()
+	id := core.NewSession(a, token, nil).ID()
 	b.SetInvalidationFeed(true)
 	if ok, _ := core.NewSession(b, token, nil).Get(ctx, "k", new(string)); !ok {
 		t.Fatal("b does not see the session")

@@ -127,14 +127,13 @@ func parseArgs(args []string, env func(string) string) (cmd string, pos []string
 	fs.StringVar(&o.except, "except", "", "")
 	rest := args
 	for {
-		// A token is base64url and may begin with "-": never take it for a
-		// flag.
-		if len(rest) > 0 && strings.HasPrefix(rest[0], "-") {
-			if _, err := core.ParseToken(rest[0]); err == nil {
-				pos = append(pos, rest[0])
-				rest = rest[1:]
-				continue
-			}
+		// A token is base64url and may begin with "-": only a word naming
+		// one of our flags is a flag, anything else (a token, a signed
+		// cookie value, a mistyped token) is an argument.
+		if len(rest) > 0 && strings.HasPrefix(rest[0], "-") && !isFlag(fs, rest[0]) {
+			pos = append(pos, rest[0])
+			rest = rest[1:]
+			continue
 		}
 		if err := fs.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -159,6 +158,27 @@ func parseArgs(args []string, env func(string) string) (cmd string, pos []string
 		o.databaseURL = env("DATABASE_URL")
 	}
 	return cmd, pos, o, nil
+}
+
+// isFlag reports whether arg ("-name", "--name", either with "=value")
+// reads as a flag: one of ours, or a word of lowercase letters and dashes
+// (an unknown flag, reported as such). A session token is base64url and may
+// start with "-", but is not such a word.
+func isFlag(fs *flag.FlagSet, arg string) bool {
+	if _, err := core.ParseToken(arg); err == nil {
+		return false
+	}
+	name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+	name, _, _ = strings.Cut(name, "=")
+	if fs.Lookup(name) != nil || name == "" {
+		return true
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 func dispatch(ctx context.Context, cmd string, pos []string, o options, stdout io.Writer) error {

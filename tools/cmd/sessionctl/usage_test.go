@@ -45,6 +45,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad except", append([]string{"revoke", "--user", "u", "--except", "short"}, db...), nil, "--except is not a session id"},
 		{"user on inspect", append([]string{"inspect", "--user", "u"}, db...), nil, "does not apply"},
 		{"empty user", append([]string{"sessions", "--user", ""}, db...), nil, "--user must be"},
+		{"malformed token starting with a dash", append([]string{"revoke", "-" + tok.String()[1:] + "x"}, db...), nil, "not a session token"},
 		{"two tokens", append([]string{"inspect", tok.String(), tok.String()}, db...), nil, "unexpected argument"},
 		{"no database", []string{"stats"}, nil, "no database"},
 		{"empty DATABASE_URL", []string{"stats"}, map[string]string{"DATABASE_URL": ""}, "no database"},
