@@ -1,0 +1,48 @@
+// Package pgnotify keeps the caches of several processes that share one
+// PostgreSQL session table in step, through LISTEN/NOTIFY: a log-out, CycleID,
+// revocation or write made by one process evicts the session from every
+// other process's core.CachingStore within milliseconds, instead of within
+// the cache's TTL.
+//
+// It has two parts. Install puts three statement-level triggers on the
+// session table (UPDATE, DELETE, TRUNCATE) that NOTIFY a channel with the
+// ids of the sessions changed: a statement that changes many rows sends
+// them in batches within PostgreSQL's 8000-byte payload limit, rows that had
+// already expired are left out (a purge of expired sessions sends nothing),
+// and TRUNCATE sends "*", which empties the caches. A Listener holds its own
+// connection, LISTENs, and calls CachingStore.Evict for every id it receives.
+//
+//	cache := core.NewCachingStore(store, core.CachingOptions{}) // store: a bunstore.Store on PostgreSQL
+//	l, err := pgnotify.New(directDSN, cache, pgnotify.Options{})
+//	if err != nil { ... }
+//	go l.Run(ctx) // installs the triggers, listens, reconnects; returns when ctx ends
+//	sessions, err := httpadapter.New(cache)
+//
+// # Guarantees
+//
+// While the listener is listening (Listening reports it) the cache keeps
+// entries for its FeedTTL (one minute by default) and a change committed by
+// any process reaches it in about a millisecond plus the network's delay. The
+// moment the connection is lost (a server restart, pg_terminate_backend, a
+// network error) the cache returns to its TTL (one second by default) and
+// the listener reconnects with backoff; once listening again it empties the
+// cache, since what changed meanwhile was never reported. A connection that
+// dies silently is noticed within Options.HealthInterval (5 s by default),
+// which also re-checks that the triggers are in place. No write is ever lost
+// either way: a save built on a stale cached record meets a version
+// conflict and is replayed on the current one (see core.CachingStore).
+//
+// # Connections
+//
+// The listener needs a connection to PostgreSQL itself (or to a PgBouncer
+// in session mode): LISTEN does not work through PgBouncer in transaction
+// mode. Give it a DSN of its own; it uses one connection per process.
+//
+// # Cost
+//
+// The triggers fire for every writer, listening or not. NOTIFY makes each
+// writing transaction take a database-wide lock from its commit until its
+// commit record is flushed, so concurrent saves no longer share WAL flushes:
+// see BENCHMARKS.md for what that costs a save here. Uninstall removes the
+// triggers when the feed is no longer used.
+package pgnotify

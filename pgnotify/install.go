@@ -1,0 +1,300 @@
+package pgnotify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Default names of the session table, those of bunstore's PostgreSQL store.
+const (
+	DefaultSchemaName = "tower_sessions"
+	DefaultTableName  = "session"
+)
+
+// ErrNoTable is wrapped by the error Install returns when the session table
+// does not exist: run the store's Migrate first.
+var ErrNoTable = errors.New("pgnotify: the session table does not exist")
+
+// ErrTriggerDisabled is wrapped by the error Install returns when one of its
+// triggers exists but was disabled (ALTER TABLE ... DISABLE TRIGGER).
+// Install leaves it alone, and a Listener does not report the feed up while
+// it is disabled: caches keep the TTL bound.
+var ErrTriggerDisabled = errors.New("pgnotify: a notification trigger is disabled")
+
+// The payload format and the names below go together: a change of format
+// takes new names (v2), so that an old listener never misreads a new payload
+// during a rolling upgrade.
+const (
+	funcName = "sqlsessions_notify_v1"
+	// maxIDBytes bounds an id sent by name: batches are cut at about
+	// batchBytes, so a batch stays under PostgreSQL's 8000-byte payload
+	// limit. A longer id (never one of core's 22-byte ids) makes its batch
+	// a "*", which evicts everything.
+	maxIDBytes = 900
+	batchBytes = 7000
+)
+
+// triggerNames are the three triggers Install creates on the table.
+var triggerNames = []string{"sqlsessions_notify_v1_update", "sqlsessions_notify_v1_delete", "sqlsessions_notify_v1_truncate"}
+
+// funcBody is the trigger function. One statement-level trigger per event:
+// UPDATE and DELETE see the changed rows in the transition table old_rows
+// and send the ids of those that had not expired yet (an expired row cannot
+// be served by any cache, so a purge of expired rows sends nothing), joined
+// by spaces, in batches of at most about 7000 bytes. TRUNCATE sends "*".
+var funcBody = fmt.Sprintf(`
+DECLARE
+	batch text;
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		PERFORM pg_notify(TG_ARGV[0], '*');
+		RETURN NULL;
+	END IF;
+	FOR batch IN
+		SELECT CASE WHEN bool_or(octet_length(id) > %d) THEN '*' ELSE string_agg(id, ' ') END
+		FROM (SELECT id, sum(octet_length(id) + 1) OVER (ROWS UNBOUNDED PRECEDING) / %d AS grp
+		      FROM old_rows WHERE expiry_date > now()) AS live
+		GROUP BY grp
+	LOOP
+		PERFORM pg_notify(TG_ARGV[0], batch);
+	END LOOP;
+	RETURN NULL;
+END
+`, maxIDBytes, batchBytes)
+
+// table names one session table and what Install puts on it.
+type table struct {
+	schema, name string
+}
+
+// Channel returns the notification channel of the session table
+// schema.table: "sqlsessions_v1_" and a hash of the names, so that several
+// tables in one database use separate channels and the name stays within
+// PostgreSQL's 63 bytes.
+func Channel(schema, table string) string {
+	h := fnv.New64a()
+	h.Write([]byte(schema + "." + table))
+	return fmt.Sprintf("sqlsessions_v1_%016x", h.Sum64())
+}
+
+func (t table) channel() string { return Channel(t.schema, t.name) }
+
+// qualified is the table's quoted, schema-qualified name.
+func (t table) qualified() string { return pgx.Identifier{t.schema, t.name}.Sanitize() }
+
+func (t table) function() string { return pgx.Identifier{t.schema, funcName}.Sanitize() }
+
+// triggerArgs is pg_trigger.tgargs of a trigger created by Install: its one
+// argument, the channel, NUL-terminated.
+func (t table) triggerArgs() []byte { return []byte(t.channel() + "\x00") }
+
+func (t table) createTrigger(name string) string {
+	event, ref := "TRUNCATE", ""
+	switch name {
+	case triggerNames[0]:
+		event, ref = "UPDATE", " REFERENCING OLD TABLE AS old_rows"
+	case triggerNames[1]:
+		event, ref = "DELETE", " REFERENCING OLD TABLE AS old_rows"
+	}
+	return fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s('%s')",
+		pgx.Identifier{name}.Sanitize(), event, t.qualified(), ref, t.function(), t.channel())
+}
+
+// lockKey names the advisory lock that serialises Install and Uninstall on
+// one table.
+func (t table) lockKey() int64 {
+	h := fnv.New64a()
+	h.Write([]byte("sqlsessions/pgnotify install " + t.schema + "." + t.name))
+	return int64(h.Sum64())
+}
+
+func newTable(schema, name string) (table, error) {
+	if schema == "" {
+		schema = DefaultSchemaName
+	}
+	if name == "" {
+		name = DefaultTableName
+	}
+	for _, n := range []struct{ kind, name string }{{"schema", schema}, {"table", name}} {
+		if err := validName(n.kind, n.name); err != nil {
+			return table{}, err
+		}
+	}
+	return table{schema, name}, nil
+}
+
+// validName accepts what bunstore accepts: a plain identifier of at most 63
+// bytes, so the names of any bunstore table work and nothing else reaches
+// SQL (it is quoted anyway).
+func validName(kind, name string) error {
+	if len(name) > 63 {
+		return fmt.Errorf("pgnotify: %s name %q is longer than 63 bytes", kind, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' && i > 0) {
+			return fmt.Errorf("pgnotify: %s name %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)", kind, name)
+		}
+	}
+	return nil
+}
+
+// Install creates, on the session table schema.table ("" for either: the
+// defaults, tower_sessions.session), the triggers that send a notification
+// on Channel(schema, table) for every UPDATE, DELETE and TRUNCATE, and the
+// trigger function they call (in the same schema). It is idempotent and
+// safe to run from several processes at once (a transaction-level advisory
+// lock serialises it); when everything is in place it changes nothing and
+// takes no lock on the table. The table must exist (ErrNoTable otherwise).
+//
+// A Listener runs Install itself on every connection unless
+// Options.SkipInstall is set; call Install directly to install with another
+// role, e.g. at deployment. The role needs the TRIGGER privilege on the table
+// and CREATE on the schema.
+func Install(ctx context.Context, conn *pgx.Conn, schema, table string) error {
+	t, err := newTable(schema, table)
+	if err != nil {
+		return err
+	}
+	var disabled []string
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) (err error) {
+		disabled, err = t.install(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pgnotify: installing the triggers on %s: %w", t.qualified(), err)
+	}
+	if len(disabled) > 0 {
+		return fmt.Errorf("%w: %s on %s (ALTER TABLE ... ENABLE TRIGGER to use it, or stop the listeners)", ErrTriggerDisabled, strings.Join(disabled, ", "), t.qualified())
+	}
+	return nil
+}
+
+// install creates what is missing and returns the triggers found disabled.
+func (t table) install(ctx context.Context, tx pgx.Tx) (disabled []string, err error) {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", t.lockKey()); err != nil {
+		return nil, err
+	}
+	var oid *uint32
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1)::oid", t.qualified()).Scan(&oid); err != nil {
+		return nil, err
+	}
+	if oid == nil {
+		return nil, fmt.Errorf("%w: %s (run the store's Migrate first)", ErrNoTable, t.qualified())
+	}
+	var src *string
+	err = tx.QueryRow(ctx, `SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0`, t.schema, funcName).Scan(&src)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, err
+	}
+	if src == nil || *src != funcBody {
+		q := fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $pgnotify$%s$pgnotify$", t.function(), funcBody)
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	type trig struct {
+		args    []byte
+		enabled bool
+	}
+	found := map[string]trig{}
+	rows, err := tx.Query(ctx, `SELECT tgname, tgargs, tgenabled <> 'D' FROM pg_trigger WHERE tgrelid = $1 AND tgname = ANY($2)`, *oid, triggerNames)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var name string
+		var tr trig
+		if err := rows.Scan(&name, &tr.args, &tr.enabled); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		found[name] = tr
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, name := range triggerNames {
+		tr, ok := found[name]
+		switch {
+		case ok && !tr.enabled:
+			disabled = append(disabled, name)
+			continue
+		case ok && string(tr.args) == string(t.triggerArgs()):
+			continue
+		case ok:
+			// Made for another channel: the table was renamed.
+			if _, err := tx.Exec(ctx, fmt.Sprintf("DROP TRIGGER %s ON %s", pgx.Identifier{name}.Sanitize(), t.qualified())); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := tx.Exec(ctx, t.createTrigger(name)); err != nil {
+			return nil, err
+		}
+	}
+	return disabled, nil
+}
+
+// Uninstall drops the triggers Install created on schema.table ("" for
+// either: the defaults), and the trigger function when no other table uses
+// it. Every save pays for the notification while the triggers exist, even
+// with no listener: uninstall them when you stop using the feed. Safe to run
+// when nothing is installed.
+func Uninstall(ctx context.Context, conn *pgx.Conn, schema, table string) error {
+	t, err := newTable(schema, table)
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", t.lockKey()); err != nil {
+			return err
+		}
+		var oid *uint32
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1)::oid", t.qualified()).Scan(&oid); err != nil {
+			return err
+		}
+		if oid != nil {
+			for _, name := range triggerNames {
+				if _, err := tx.Exec(ctx, fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgx.Identifier{name}.Sanitize(), t.qualified())); err != nil {
+					return err
+				}
+			}
+		}
+		var users int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+			JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = $2`, t.schema, funcName).Scan(&users); err != nil {
+			return err
+		}
+		if users == 0 {
+			_, err := tx.Exec(ctx, fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", t.function()))
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pgnotify: uninstalling the triggers on %s: %w", t.qualified(), err)
+	}
+	return nil
+}
+
+// healthy reports whether the three triggers exist, are enabled and notify
+// this table's channel: what must hold for the feed to be up.
+func (t table) healthy(ctx context.Context, conn *pgx.Conn) error {
+	var n int
+	err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1)
+		AND tgname = ANY($2) AND tgenabled <> 'D' AND tgargs = $3`, t.qualified(), triggerNames, t.triggerArgs()).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n != len(triggerNames) {
+		return fmt.Errorf("pgnotify: %d of the %d notification triggers on %s are in place and enabled", n, len(triggerNames), t.qualified())
+	}
+	return nil
+}
