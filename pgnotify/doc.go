@@ -27,8 +27,8 @@
 // network error) the cache returns to its TTL (one second by default) and
 // the listener reconnects with backoff; once listening again it empties the
 // cache, since what changed meanwhile was never reported. A connection that
-// dies silently is noticed within Options.HealthInterval (5 s by default),
-// which also re-checks that the triggers are in place. No write is ever lost
+// dies silently is noticed within two Options.HealthInterval (5 s by
+// default), whose check also makes sure the triggers are still in place. No write is ever lost
 // either way: a save built on a stale cached record meets a version
 // conflict and is replayed on the current one (see core.CachingStore).
 //

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -205,4 +206,134 @@ func newRecord(t *testing.T, s core.Store, user string) *core.Record {
 		t.Fatal(err)
 	}
 	return rec
+}
+
+// proxy forwards TCP connections to the database, and can refuse new ones
+// or stall the open ones (a network partition: nothing is closed, nothing
+// gets through).
+type proxy struct {
+	dsn    string // the database's URL, through the proxy
+	ln     net.Listener
+	target string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	refused bool
+	stalled bool
+	conns   map[net.Conn]bool
+	closed  bool
+}
+
+func newProxy(t *testing.T, dsn string) *proxy {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	if u.Port() == "" {
+		target = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = ln.Addr().String()
+	p := &proxy{dsn: u.String(), ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p.cond = sync.NewCond(&p.mu)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { p.serve(c) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		p.closed, p.stalled = true, false
+		for c := range p.conns {
+			c.Close()
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	return p
+}
+
+// track registers c, or reports false if the proxy refuses or is closed.
+func (p *proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refused || p.closed {
+		return false
+	}
+	p.conns[c] = true
+	return true
+}
+
+func (p *proxy) serve(c net.Conn) {
+	defer c.Close()
+	if !p.track(c) {
+		return
+	}
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	if !p.track(s) {
+		return
+	}
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		defer func() { done <- struct{}{} }()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				p.mu.Lock()
+				for p.stalled {
+					p.cond.Wait()
+				}
+				p.mu.Unlock()
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go pipe(s, c)
+	go pipe(c, s)
+	<-done
+	c.Close()
+	s.Close()
+	<-done
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, s)
+	p.mu.Unlock()
+}
+
+// refuse makes the proxy close new connections at once (on), or accept
+// them again (off).
+func (p *proxy) refuse(on bool) {
+	p.mu.Lock()
+	p.refused = on
+	p.mu.Unlock()
+}
+
+// stall stops (on) or resumes (off) forwarding on every connection.
+func (p *proxy) stall(on bool) {
+	p.mu.Lock()
+	p.stalled = on
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }

@@ -105,11 +105,11 @@ func (t table) createTrigger(name string) string {
 		pgx.Identifier{name}.Sanitize(), event, t.qualified(), ref, t.function(), t.channel())
 }
 
-// lockKey names the advisory lock that serialises Install and Uninstall on
-// one table.
+// lockKey names the advisory lock that serialises Install and Uninstall in
+// one schema, whose tables share the trigger function.
 func (t table) lockKey() int64 {
 	h := fnv.New64a()
-	h.Write([]byte("sqlsessions/pgnotify install " + t.schema + "." + t.name))
+	h.Write([]byte("sqlsessions/pgnotify install " + t.schema))
 	return int64(h.Sum64())
 }
 
@@ -148,9 +148,9 @@ func validName(kind, name string) error {
 // defaults, tower_sessions.session), the triggers that send a notification
 // on Channel(schema, table) for every UPDATE, DELETE and TRUNCATE, and the
 // trigger function they call (in the same schema). It is idempotent and
-// safe to run from several processes at once (a transaction-level advisory
-// lock serialises it); when everything is in place it changes nothing and
-// takes no lock on the table. The table must exist (ErrNoTable otherwise).
+// safe to run from several processes at once, for one table or several in
+// one schema (a transaction-level advisory lock serialises it); when
+// everything is in place it changes nothing and takes no lock on the table. The table must exist (ErrNoTable otherwise).
 //
 // A Listener runs Install itself on every connection unless
 // Options.SkipInstall is set; call Install directly to install with another

@@ -31,18 +31,23 @@ func countTriggers(t *testing.T, c *pgx.Conn, schema, table string) (triggers, f
 }
 
 // TestInstallConcurrently: processes starting together all succeed and
-// leave one set of triggers.
+// leave one set of triggers per table, also for two tables of one schema
+// (which share the trigger function).
 func TestInstallConcurrently(t *testing.T) {
 	d := newTestDB(t)
+	ctx := context.Background()
 	const n = 8
 	conns := make([]*pgx.Conn, n)
 	for i := range conns {
 		conns[i] = d.admin()
 	}
+	if _, err := conns[0].Exec(ctx, "CREATE TABLE "+pgx.Identifier{d.schema, "second"}.Sanitize()+" (LIKE "+pgx.Identifier{d.schema, "session"}.Sanitize()+")"); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i, c := range conns {
-		wg.Go(func() { errs[i] = pgnotify.Install(context.Background(), c, d.schema, "session") })
+		wg.Go(func() { errs[i] = pgnotify.Install(ctx, c, d.schema, []string{"session", "second"}[i%2]) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -50,8 +55,10 @@ func TestInstallConcurrently(t *testing.T) {
 			t.Errorf("Install %d: %v", i, err)
 		}
 	}
-	if tr, fn := countTriggers(t, conns[0], d.schema, "session"); tr != 3 || fn != 1 {
-		t.Errorf("after %d concurrent installs: %d triggers, %d functions; want 3 and 1", n, tr, fn)
+	for _, table := range []string{"session", "second"} {
+		if tr, fn := countTriggers(t, conns[0], d.schema, table); tr != 3 || fn != 1 {
+			t.Errorf("%s after %d concurrent installs: %d triggers, %d functions; want 3 and 1", table, n, tr, fn)
+		}
 	}
 }
 

@@ -43,10 +43,11 @@ type Options struct {
 	SkipInstall bool
 
 	// HealthInterval is how often Run checks that its connection answers
-	// and that the triggers are still in place. It bounds how long a
-	// connection that died silently (a network partition, not a server
-	// restart, which is seen at once) goes unnoticed while the cache
-	// trusts the feed; then the cache's TTL applies again. Default:
+	// and that the triggers are still in place, and how long the check may
+	// take. A connection that died silently (a network partition; a server
+	// restart or a killed backend is seen at once) goes unnoticed for at
+	// most two intervals while the cache trusts the feed; then the cache's
+	// TTL applies again. Default:
 	// DefaultHealthInterval (5 s); lower it if that window matters more
 	// than one tiny query per interval.
 	HealthInterval time.Duration
@@ -255,7 +256,10 @@ func (l *Listener) serve(ctx context.Context) (up bool, err error) {
 func (l *Listener) check(ctx context.Context, conn *pgx.Conn) error {
 	hctx, cancel := context.WithTimeout(ctx, l.health)
 	defer cancel()
-	return l.table.healthy(hctx, conn)
+	if err := l.table.healthy(hctx, conn); err != nil {
+		return fmt.Errorf("checking the connection and the triggers: %w", err)
+	}
+	return nil
 }
 
 // deliver evicts the sessions a payload names: ids separated by spaces, or

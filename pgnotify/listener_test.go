@@ -276,3 +276,24 @@ func TestRunTwice(t *testing.T) {
 		t.Error("a refused second Run took the feed down")
 	}
 }
+
+// TestListenerSilentPartition: a connection that stops answering without
+// closing (a network partition) is noticed by the health check within two
+// HealthIntervals, and the feed returns when the network does.
+func TestListenerSilentPartition(t *testing.T) {
+	d := newTestDB(t)
+	px := newProxy(t, d.url)
+	d.url = px.dsn
+	const interval = 200 * time.Millisecond
+	f := newFeed(t, d, pgnotify.Options{HealthInterval: interval, MaxBackoff: 100 * time.Millisecond})
+	run(t, f.listener)
+	waitFor(t, 10*time.Second, "the listener to listen", f.listener.Listening)
+	px.stall(true)
+	took := waitFor(t, 2*interval+time.Second, "the listener to notice the partition", func() bool { return !f.listener.Listening() })
+	t.Logf("a silent partition was noticed after %v (HealthInterval %v)", took, interval)
+	if took > 2*interval+300*time.Millisecond {
+		t.Errorf("noticed after %v, want within two HealthIntervals (%v)", took, 2*interval)
+	}
+	px.stall(false)
+	waitFor(t, 15*time.Second, "the listener to return after the partition", f.listener.Listening)
+}
