@@ -57,7 +57,7 @@ func (d *testDB) otherStore(t *testing.T) *bunstore.Store {
 	return s
 }
 
-func connect(t *testing.T, dsn string) *pgx.Conn {
+func connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -71,7 +71,7 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 
 // withAppName returns dsn with application_name set to a fresh name, by
 // which a test finds (and terminates) the listener's connection.
-func withAppName(t *testing.T, dsn string) (string, string) {
+func withAppName(t testing.TB, dsn string) (string, string) {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil {
