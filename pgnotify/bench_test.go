@@ -22,7 +22,10 @@ import (
 // (bunstore's conditional UPDATE of one row, as Session.Commit runs it):
 // without triggers ("none"), with them and one process listening as a
 // Listener does ("notify"), and with them and nobody listening
-// ("notify-nolisten"). serial is one save at a time; parallel8 runs 8
+// ("notify-nolisten"). Two more variants show what the parts cost and why
+// the UPDATE trigger is a row-level one: "noop" keeps the triggers but
+// sends nothing, "statement" makes the UPDATE trigger a statement-level one
+// with a transition table, as the DELETE trigger is (both with a listener). serial is one save at a time; parallel8 runs 8
 // goroutines on an 8-connection pool, where the database-wide lock NOTIFY
 // takes at commit stops commits from sharing WAL flushes.
 //
@@ -34,7 +37,7 @@ import (
 //
 //	go test -run '^$' -bench TriggerCost -count 5 ./pgnotify
 func BenchmarkTriggerCost(b *testing.B) {
-	for _, variant := range []string{"none", "notify", "notify-nolisten"} {
+	for _, variant := range []string{"none", "notify", "notify-nolisten", "noop", "statement"} {
 		b.Run(variant, func(b *testing.B) {
 			dsn, app := withAppName(b, dbtest.PostgresURL())
 			sqldb, err := sql.Open("pgx", dsn)
@@ -52,8 +55,23 @@ func BenchmarkTriggerCost(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			schema := store.SchemaName()
+			exec := func(q string) {
+				if _, err := admin.Exec(context.Background(), q); err != nil {
+					b.Fatalf("%s: %v", q, err)
+				}
+			}
+			switch variant {
+			case "noop":
+				exec("CREATE OR REPLACE FUNCTION " + pgx.Identifier{schema, "sqlsessions_notify_row_v1"}.Sanitize() + "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+			case "statement":
+				table := pgx.Identifier{schema, store.TableName()}.Sanitize()
+				exec("DROP TRIGGER sqlsessions_notify_v1_update ON " + table)
+				exec("CREATE TRIGGER sqlsessions_notify_v1_update AFTER UPDATE ON " + table + " REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION " +
+					pgx.Identifier{schema, "sqlsessions_notify_v1"}.Sanitize() + "('" + pgnotify.Channel(schema, store.TableName()) + "')")
+			}
 			listenDSN, listenApp := withAppName(b, dbtest.PostgresURL())
-			if variant == "notify" {
+			if variant != "none" && variant != "notify-nolisten" {
 				c := connect(b, listenDSN)
 				if _, err := c.Exec(context.Background(), "LISTEN "+pgnotify.Channel(store.SchemaName(), store.TableName())); err != nil {
 					b.Fatal(err)

@@ -4,13 +4,15 @@
 // other process's core.CachingStore within milliseconds, instead of within
 // the cache's TTL.
 //
-// It has two parts. Install puts three statement-level triggers on the
-// session table (UPDATE, DELETE, TRUNCATE) that NOTIFY a channel with the
-// ids of the sessions changed: a statement that changes many rows sends
-// them in batches within PostgreSQL's 8000-byte payload limit, rows that had
-// already expired are left out (a purge of expired sessions sends nothing),
-// and TRUNCATE sends "*", which empties the caches. A Listener holds its own
-// connection, LISTENs, and calls CachingStore.Evict for every id it receives.
+// It has two parts. Install puts three triggers on the session table that
+// NOTIFY a channel with the ids of the sessions changed: on UPDATE, one
+// notification per row (a save updates one); on DELETE, one per statement,
+// with the ids in batches within PostgreSQL's 8000-byte payload limit (a
+// user's revoked sessions arrive together); on TRUNCATE, "*", which empties
+// the caches. Rows that had already expired are left out: no cache can serve
+// them, so a purge of expired sessions sends nothing. A Listener holds its
+// own connection, LISTENs, and calls CachingStore.Evict for every id it
+// receives.
 //
 //	cache := core.NewCachingStore(store, core.CachingOptions{}) // store: a bunstore.Store on PostgreSQL
 //	l, err := pgnotify.New(directDSN, cache, pgnotify.Options{})

@@ -30,24 +30,34 @@ var ErrTriggerDisabled = errors.New("pgnotify: a notification trigger is disable
 // takes new names (v2), so that an old listener never misreads a new payload
 // during a rolling upgrade.
 const (
-	funcName = "sqlsessions_notify_v1"
 	// maxIDBytes bounds an id sent by name: batches are cut at about
 	// batchBytes, so a batch stays under PostgreSQL's 8000-byte payload
-	// limit. A longer id (never one of core's 22-byte ids) makes its batch
-	// a "*", which evicts everything.
+	// limit. A longer id (never one of core's 22-byte ids) is sent as "*",
+	// which evicts everything.
 	maxIDBytes = 900
 	batchBytes = 7000
 )
 
-// triggerNames are the three triggers Install creates on the table.
-var triggerNames = []string{"sqlsessions_notify_v1_update", "sqlsessions_notify_v1_delete", "sqlsessions_notify_v1_truncate"}
+// function is a trigger function Install creates in the table's schema.
+type function struct{ name, body string }
 
-// funcBody is the trigger function. One statement-level trigger per event:
-// UPDATE and DELETE see the changed rows in the transition table old_rows
-// and send the ids of those that had not expired yet (an expired row cannot
-// be served by any cache, so a purge of expired rows sends nothing), joined
-// by spaces, in batches of at most about 7000 bytes. TRUNCATE sends "*".
-var funcBody = fmt.Sprintf(`
+// rowFunc serves the UPDATE trigger, a row-level one: a save updates one
+// row, and per row this costs the writer less than a statement-level
+// trigger's transition table (measured: BENCHMARKS.md). The trigger's WHEN
+// skips rows that had expired already: no cache can serve them.
+var rowFunc = function{"sqlsessions_notify_row_v1", fmt.Sprintf(`
+BEGIN
+	PERFORM pg_notify(TG_ARGV[0], CASE WHEN octet_length(OLD.id) > %d THEN '*' ELSE OLD.id END);
+	RETURN NULL;
+END
+`, maxIDBytes)}
+
+// statementFunc serves the DELETE and TRUNCATE triggers, statement-level
+// ones: a DELETE may remove many rows (a user's sessions, a purge), whose
+// ids it sends in batches of at most about 7000 bytes, joined by spaces,
+// leaving out the rows that had expired already (so a purge of expired
+// sessions sends nothing). TRUNCATE sends "*".
+var statementFunc = function{"sqlsessions_notify_v1", fmt.Sprintf(`
 DECLARE
 	batch text;
 BEGIN
@@ -65,7 +75,36 @@ BEGIN
 	END LOOP;
 	RETURN NULL;
 END
-`, maxIDBytes, batchBytes)
+`, maxIDBytes, batchBytes)}
+
+var functions = []function{rowFunc, statementFunc}
+
+// trigger is one of the triggers Install creates on the table.
+type trigger struct {
+	name string
+	fn   function
+	// definition follows "CREATE TRIGGER name": %[1]s is the table,
+	// %[2]s the function, %[3]s the channel.
+	definition string
+}
+
+var triggers = []trigger{
+	{"sqlsessions_notify_v1_update", rowFunc,
+		"AFTER UPDATE ON %[1]s FOR EACH ROW WHEN (OLD.expiry_date > now()) EXECUTE FUNCTION %[2]s('%[3]s')"},
+	{"sqlsessions_notify_v1_delete", statementFunc,
+		"AFTER DELETE ON %[1]s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
+	{"sqlsessions_notify_v1_truncate", statementFunc,
+		"AFTER TRUNCATE ON %[1]s FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
+}
+
+// triggerNames are the names of triggers.
+var triggerNames = func() []string {
+	var names []string
+	for _, tr := range triggers {
+		names = append(names, tr.name)
+	}
+	return names
+}()
 
 // table names one session table and what Install puts on it.
 type table struct {
@@ -87,22 +126,14 @@ func (t table) channel() string { return Channel(t.schema, t.name) }
 // qualified is the table's quoted, schema-qualified name.
 func (t table) qualified() string { return pgx.Identifier{t.schema, t.name}.Sanitize() }
 
-func (t table) function() string { return pgx.Identifier{t.schema, funcName}.Sanitize() }
+func (t table) function(f function) string { return pgx.Identifier{t.schema, f.name}.Sanitize() }
 
 // triggerArgs is pg_trigger.tgargs of a trigger created by Install: its one
 // argument, the channel, NUL-terminated.
 func (t table) triggerArgs() []byte { return []byte(t.channel() + "\x00") }
 
-func (t table) createTrigger(name string) string {
-	event, ref := "TRUNCATE", ""
-	switch name {
-	case triggerNames[0]:
-		event, ref = "UPDATE", " REFERENCING OLD TABLE AS old_rows"
-	case triggerNames[1]:
-		event, ref = "DELETE", " REFERENCING OLD TABLE AS old_rows"
-	}
-	return fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s('%s')",
-		pgx.Identifier{name}.Sanitize(), event, t.qualified(), ref, t.function(), t.channel())
+func (t table) createTrigger(tr trigger) string {
+	return "CREATE TRIGGER " + pgx.Identifier{tr.name}.Sanitize() + " " + fmt.Sprintf(tr.definition, t.qualified(), t.function(tr.fn), t.channel())
 }
 
 // lockKey names the advisory lock that serialises Install and Uninstall in
@@ -147,7 +178,7 @@ func validName(kind, name string) error {
 // Install creates, on the session table schema.table ("" for either: the
 // defaults, tower_sessions.session), the triggers that send a notification
 // on Channel(schema, table) for every UPDATE, DELETE and TRUNCATE, and the
-// trigger function they call (in the same schema). It is idempotent and
+// trigger functions they call (in the same schema). It is idempotent and
 // safe to run from several processes at once, for one table or several in
 // one schema (a transaction-level advisory lock serialises it); when
 // everything is in place it changes nothing and takes no lock on the table. The table must exist (ErrNoTable otherwise).
@@ -187,55 +218,61 @@ func (t table) install(ctx context.Context, tx pgx.Tx) (disabled []string, err e
 	if oid == nil {
 		return nil, fmt.Errorf("%w: %s (run the store's Migrate first)", ErrNoTable, t.qualified())
 	}
-	var src *string
-	err = tx.QueryRow(ctx, `SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-		WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0`, t.schema, funcName).Scan(&src)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, err
-	}
-	if src == nil || *src != funcBody {
-		q := fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $pgnotify$%s$pgnotify$", t.function(), funcBody)
-		if _, err := tx.Exec(ctx, q); err != nil {
+	for _, f := range functions {
+		var src *string
+		err = tx.QueryRow(ctx, `SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0`, t.schema, f.name).Scan(&src)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, err
 		}
+		if src == nil || *src != f.body {
+			q := fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $pgnotify$%s$pgnotify$", t.function(f), f.body)
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return nil, err
+			}
+		}
 	}
-	type trig struct {
+	type found struct {
 		args    []byte
+		fn      string // the function it calls, if in the table's schema
 		enabled bool
 	}
-	found := map[string]trig{}
-	rows, err := tx.Query(ctx, `SELECT tgname, tgargs, tgenabled <> 'D' FROM pg_trigger WHERE tgrelid = $1 AND tgname = ANY($2)`, *oid, triggerNames)
+	existing := map[string]found{}
+	rows, err := tx.Query(ctx, `SELECT t.tgname, t.tgargs, CASE WHEN n.nspname = $3 THEN p.proname ELSE '' END, t.tgenabled <> 'D'
+		FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE t.tgrelid = $1 AND t.tgname = ANY($2)`, *oid, triggerNames, t.schema)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var name string
-		var tr trig
-		if err := rows.Scan(&name, &tr.args, &tr.enabled); err != nil {
+		var f found
+		if err := rows.Scan(&name, &f.args, &f.fn, &f.enabled); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		found[name] = tr
+		existing[name] = f
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for _, name := range triggerNames {
-		tr, ok := found[name]
+	for _, tr := range triggers {
+		f, ok := existing[tr.name]
 		switch {
-		case ok && !tr.enabled:
-			disabled = append(disabled, name)
+		case ok && !f.enabled:
+			disabled = append(disabled, tr.name)
 			continue
-		case ok && string(tr.args) == string(t.triggerArgs()):
+		case ok && string(f.args) == string(t.triggerArgs()) && f.fn == tr.fn.name:
 			continue
 		case ok:
-			// Made for another channel: the table was renamed.
-			if _, err := tx.Exec(ctx, fmt.Sprintf("DROP TRIGGER %s ON %s", pgx.Identifier{name}.Sanitize(), t.qualified())); err != nil {
+			// Made for another channel (the table was renamed) or by
+			// another version: replace it.
+			if _, err := tx.Exec(ctx, fmt.Sprintf("DROP TRIGGER %s ON %s", pgx.Identifier{tr.name}.Sanitize(), t.qualified())); err != nil {
 				return nil, err
 			}
 		}
-		if _, err := tx.Exec(ctx, t.createTrigger(name)); err != nil {
+		if _, err := tx.Exec(ctx, t.createTrigger(tr)); err != nil {
 			return nil, err
 		}
 	}
@@ -243,8 +280,8 @@ func (t table) install(ctx context.Context, tx pgx.Tx) (disabled []string, err e
 }
 
 // Uninstall drops the triggers Install created on schema.table ("" for
-// either: the defaults), and the trigger function when no other table uses
-// it. Every save pays for the notification while the triggers exist, even
+// either: the defaults), and the trigger functions when no other table uses
+// them. Every save pays for the notification while the triggers exist, even
 // with no listener: uninstall them when you stop using the feed. Safe to run
 // when nothing is installed.
 func Uninstall(ctx context.Context, conn *pgx.Conn, schema, table string) error {
@@ -267,14 +304,17 @@ func Uninstall(ctx context.Context, conn *pgx.Conn, schema, table string) error 
 				}
 			}
 		}
-		var users int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
-			JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = $2`, t.schema, funcName).Scan(&users); err != nil {
-			return err
-		}
-		if users == 0 {
-			_, err := tx.Exec(ctx, fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", t.function()))
-			return err
+		for _, f := range functions {
+			var users int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+				JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = $2`, t.schema, f.name).Scan(&users); err != nil {
+				return err
+			}
+			if users == 0 {
+				if _, err := tx.Exec(ctx, fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", t.function(f))); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

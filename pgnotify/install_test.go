@@ -56,8 +56,8 @@ func TestInstallConcurrently(t *testing.T) {
 		}
 	}
 	for _, table := range []string{"session", "second"} {
-		if tr, fn := countTriggers(t, conns[0], d.schema, table); tr != 3 || fn != 1 {
-			t.Errorf("%s after %d concurrent installs: %d triggers, %d functions; want 3 and 1", table, n, tr, fn)
+		if tr, fn := countTriggers(t, conns[0], d.schema, table); tr != 3 || fn != 2 {
+			t.Errorf("%s after %d concurrent installs: %d triggers, %d functions; want 3 and 2", table, n, tr, fn)
 		}
 	}
 }
@@ -122,8 +122,9 @@ func TestInstallErrors(t *testing.T) {
 	}
 }
 
-// TestInstallRepairs: an outdated function body is replaced, and triggers
-// left pointing at another channel by a table rename are recreated.
+// TestInstallRepairs: an outdated function body is replaced, a trigger of
+// ours calling another function is recreated, and so are triggers left
+// pointing at another channel by a table rename.
 func TestInstallRepairs(t *testing.T) {
 	d := newTestDB(t)
 	ctx := context.Background()
@@ -146,7 +147,25 @@ func TestInstallRepairs(t *testing.T) {
 		t.Errorf("Install left an outdated function body: %s", src)
 	}
 
-	if _, err := c.Exec(ctx, "ALTER TABLE "+pgx.Identifier{d.schema, "session"}.Sanitize()+" RENAME TO renamed"); err != nil {
+	table := pgx.Identifier{d.schema, "session"}.Sanitize()
+	if _, err := c.Exec(ctx, "DROP TRIGGER sqlsessions_notify_v1_update ON "+table); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "CREATE TRIGGER sqlsessions_notify_v1_update AFTER UPDATE ON "+table+" REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION "+fn+"('"+pgnotify.Channel(d.schema, "session")+"')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgnotify.Install(ctx, c, d.schema, "session"); err != nil {
+		t.Fatal(err)
+	}
+	var calls string
+	if err := c.QueryRow(ctx, "SELECT t.tgfoid::regproc::text FROM pg_trigger t WHERE t.tgrelid = to_regclass($1) AND t.tgname = 'sqlsessions_notify_v1_update'", table).Scan(&calls); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(calls, "sqlsessions_notify_row_v1") {
+		t.Errorf("the update trigger calls %s after Install, want the row-level function", calls)
+	}
+
+	if _, err := c.Exec(ctx, "ALTER TABLE "+table+" RENAME TO renamed"); err != nil {
 		t.Fatal(err)
 	}
 	if err := pgnotify.Install(ctx, c, d.schema, "renamed"); err != nil {
@@ -204,7 +223,7 @@ func TestUninstall(t *testing.T) {
 	if err := pgnotify.Uninstall(ctx, c, d.schema, "session"); err != nil {
 		t.Fatal(err)
 	}
-	if tr, fn := countTriggers(t, c, d.schema, "second"); tr != 3 || fn != 1 {
+	if tr, fn := countTriggers(t, c, d.schema, "second"); tr != 3 || fn != 2 {
 		t.Errorf("Uninstall of one table broke another's: %d triggers, %d functions", tr, fn)
 	}
 }
@@ -278,6 +297,10 @@ func TestNotifications(t *testing.T) {
 	if _, err := c.Exec(ctx, "INSERT INTO "+table+" (id, data, expiry_date) SELECT 'expired' || i, '\\x80', now() - interval '1 minute' FROM generate_series(1, 1000) i"); err != nil {
 		t.Fatal(err)
 	}
+	// Updating expired rows sends nothing either.
+	if _, err := c.Exec(ctx, "UPDATE "+table+" SET version = version + 1 WHERE id LIKE 'expired%'"); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := s.DeleteExpired(ctx, time.Now().UTC(), 0); err != nil || n != 1000 {
 		t.Fatalf("DeleteExpired: %d, %v", n, err)
 	}
@@ -286,7 +309,7 @@ func TestNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p := next(t, c); p != string(marker.ID) {
-		t.Errorf("after a purge of 1000 expired rows, the next payload is %.60q..., want only the marker's", p)
+		t.Errorf("after an update and a purge of 1000 expired rows, the next payload is %.60q..., want only the marker's", p)
 	}
 
 	// Deleting 1000 live sessions in one statement sends every id once,
@@ -326,6 +349,12 @@ func TestNotifications(t *testing.T) {
 	// An id longer than any core id makes its batch "*".
 	if _, err := c.Exec(ctx, "INSERT INTO "+table+" (id, data, expiry_date) VALUES (repeat('x', 1000), '\\x80', now() + interval '1 hour')"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "UPDATE "+table+" SET version = version + 1"); err != nil {
+		t.Fatal(err)
+	}
+	if p := next(t, c); p != "*" {
+		t.Errorf("updating a 1000-byte id sent %.40q, want *", p)
 	}
 	if _, err := c.Exec(ctx, "DELETE FROM "+table); err != nil {
 		t.Fatal(err)
