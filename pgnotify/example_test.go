@@ -23,8 +23,9 @@ func Example() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	// DATABASE_URL: e.g. through PgBouncer in transaction mode, with
-	// default_query_exec_mode=exec. DIRECT_DATABASE_URL: PostgreSQL itself.
+	// DATABASE_URL may go through PgBouncer (in transaction mode on
+	// bunstore's terms: see its package documentation);
+	// DIRECT_DATABASE_URL must reach PostgreSQL itself.
 	sqldb, err := sql.Open("pgx", os.Getenv("DATABASE_URL"))
 	if err != nil {
 		log.Fatal(err)
