@@ -297,3 +297,30 @@ func TestListenerSilentPartition(t *testing.T) {
 	px.stall(false)
 	waitFor(t, 15*time.Second, "the listener to return after the partition", f.listener.Listening)
 }
+
+// TestOwnWritesComeBack pins a cost of the feed: a process's own save comes
+// back as a notification and evicts the entry the save cached, so the next
+// load of that session asks the database. (The payload carries no version
+// the cache could compare with.)
+func TestOwnWritesComeBack(t *testing.T) {
+	d := newTestDB(t)
+	f := newFeed(t, d, pgnotify.Options{})
+	run(t, f.listener)
+	waitFor(t, 10*time.Second, "the listener to listen", f.listener.Listening)
+	rec := newRecord(t, f.cache, "")
+	rec.Data["k"] = []byte{7}
+	if err := f.cache.Save(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, 2*time.Second, "the own save's notification to evict the entry", func() bool {
+		_, miss := f.load(t, rec.ID)
+		return miss
+	})
+	t.Logf("the process's own save evicted its entry after %v", took)
+	// Without a write, the reloaded entry stays: the miss was the
+	// notification's doing.
+	time.Sleep(50 * time.Millisecond)
+	if _, miss := f.load(t, rec.ID); miss {
+		t.Error("an entry with no write since was not served from the cache")
+	}
+}
