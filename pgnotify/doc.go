@@ -30,9 +30,12 @@
 // the listener reconnects with backoff; once listening again it empties the
 // cache, since what changed meanwhile was never reported. A connection that
 // dies silently is noticed within two Options.HealthInterval (5 s by
-// default), whose check also makes sure the triggers are still in place. No write is ever lost
-// either way: a save built on a stale cached record meets a version
-// conflict and is replayed on the current one (see core.CachingStore).
+// default), whose check also makes sure the triggers are still in place.
+// No write is ever lost either way: a save built on a stale cached record
+// meets a version conflict and is replayed on the current one (see
+// core.CachingStore).
+//
+// See docs/many-instances.md in the repository for the whole picture.
 //
 // # Connections
 //
