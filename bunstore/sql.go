@@ -3,7 +3,9 @@ package bunstore
 import (
 	"fmt"
 	"hash/fnv"
+	"strconv"
 
+	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 )
@@ -79,10 +81,11 @@ func buildStatements(db *bun.DB, name dialect.Name, schemaName, tableName string
 			q{&st.take, "DELETE FROM ? WHERE id = ? RETURNING " + columns, []any{table, ph(1)}},
 			// SKIP LOCKED: concurrent purgers (one per process) take
 			// different rows instead of queueing behind each other. An
-			// infinite expiry is not a deadline: such a row is unreadable
-			// (Load reports it corrupt), so the purge removes it.
-			q{&st.deleteExpired, "DELETE FROM ? WHERE id IN (SELECT id FROM ? WHERE expiry_date <= ? OR expiry_date = 'infinity' LIMIT ? FOR UPDATE SKIP LOCKED)",
-				[]any{table, table, ph(1), ph(2)}},
+			// expiry past core.MaxDeadline (infinity, the year 10000) is
+			// not a deadline: such a row is unreadable (Load reports it
+			// corrupt), so the purge removes it; both ranges use the index.
+			q{&st.deleteExpired, "DELETE FROM ? WHERE id IN (SELECT id FROM ? WHERE expiry_date <= ? OR expiry_date > ? LIMIT ? FOR UPDATE SKIP LOCKED)",
+				[]any{table, table, ph(1), bun.Safe("'" + core.MaxDeadline.Format("2006-01-02 15:04:05.999999") + "+00'"), ph(2)}},
 		)
 		st.migrate = make([]string, 6)
 		qs = append(qs,
@@ -131,12 +134,13 @@ func buildStatements(db *bun.DB, name dialect.Name, schemaName, tableName string
 		qs = append(qs,
 			q{&st.create, insert + " ON CONFLICT (id) DO NOTHING", insertArgs},
 			q{&st.take, "DELETE FROM ? WHERE id = ? RETURNING " + columns, []any{table, ph(1)}},
-			// Integers sort before text and blobs in SQLite: an expiry
-			// stored as anything but a number is unreadable (Load reports
-			// it corrupt), so the purge removes it too; both ranges use
+			// SQLite sorts numbers before text and text before blobs: an
+			// expiry above core.MaxDeadline's microseconds (a huge integer
+			// or REAL, text, a blob) or NULL is unreadable (Load reports
+			// it corrupt), so the purge removes it too; every range uses
 			// the index.
-			q{&st.deleteExpired, "DELETE FROM ? WHERE rowid IN (SELECT rowid FROM ? WHERE expiry_date <= ? OR expiry_date >= '' OR expiry_date IS NULL LIMIT ?)",
-				[]any{table, table, ph(1), ph(2)}},
+			q{&st.deleteExpired, "DELETE FROM ? WHERE rowid IN (SELECT rowid FROM ? WHERE expiry_date <= ? OR expiry_date > ? OR expiry_date IS NULL LIMIT ?)",
+				[]any{table, table, ph(1), bun.Safe(strconv.FormatInt(core.MaxDeadline.UnixMicro(), 10)), ph(2)}},
 		)
 		st.migrate = make([]string, 3)
 		qs = append(qs,
