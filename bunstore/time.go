@@ -90,6 +90,15 @@ func (e *timeScanner) Scan(src any) error {
 			return nil
 		}
 		e.t = time.UnixMicro(v).UTC()
+	case float64:
+		// SQLite keeps a non-integral number written to an INTEGER column
+		// as a REAL. In range it is a time, and must be: the purge could
+		// not tell it from the integers around it in the expiry index.
+		if !(v >= float64(minStoredMicros) && v <= float64(maxStoredMicros)) { // NaN too
+			e.err = fmt.Errorf("time %g µs is out of range", v)
+			return nil
+		}
+		e.t = time.UnixMicro(int64(v)).UTC()
 	case []byte:
 		e.parse(string(v))
 	case string:
@@ -109,13 +118,31 @@ var (
 	maxStoredMicros = core.MaxDeadline.UnixMicro()
 )
 
+// parse reads a time from text, which only MySQL returns for a time
+// (DATETIME without parseTime). Elsewhere text is no time: PostgreSQL's
+// drivers return [-]infinity as text, and SQLite compares text above every
+// number, so a text expiry would pass "expiry_date > now", expired or not.
 func (e *timeScanner) parse(s string) {
+	if !e.mysql {
+		e.err = fmt.Errorf("cannot read a time from text %s", shortQuote(s))
+		return
+	}
 	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999999", s, time.UTC)
 	if err != nil {
-		e.err = fmt.Errorf("cannot read a time from %q", s)
+		e.err = fmt.Errorf("cannot read a time from %s", shortQuote(s))
 		return
 	}
 	e.t = t
+}
+
+// shortQuote quotes s for an error message, cut to 64 bytes: a corrupt row
+// can hold megabytes, and the error is logged at every request.
+func shortQuote(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:n], len(s))
 }
 
 // versionScanner reads the version column, keeping a value that is not a
@@ -138,7 +165,7 @@ func (e *versionScanner) Scan(src any) error {
 	case []byte:
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil || n < 0 {
-			e.err = fmt.Errorf("version %q is not a non-negative integer", v)
+			e.err = fmt.Errorf("version %s is not a non-negative integer", shortQuote(string(v)))
 			return nil
 		}
 		e.v = uint64(n)
