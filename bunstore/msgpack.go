@@ -101,12 +101,12 @@ func (msgpackCodec) DecodeMap(b []byte) (map[string][]byte, error) {
 			return nil, corrupt(err)
 		}
 		if _, dup := m[k]; dup {
-			return nil, corrupt(fmt.Errorf("duplicate key %q", k))
+			return nil, corrupt(fmt.Errorf("duplicate key %s", shortQuote(k)))
 		}
 		start := i
 		i, err = skipObject(b, i)
 		if err != nil {
-			return nil, corrupt(fmt.Errorf("value of key %q: %w", k, err))
+			return nil, corrupt(fmt.Errorf("value of key %s: %w", shortQuote(k), err))
 		}
 		m[k] = b[start:i:i]
 	}

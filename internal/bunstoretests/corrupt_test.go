@@ -40,6 +40,8 @@ var (
 	deepRaw     = bytes.Repeat([]byte{0x91}, 4<<20)
 	deepWrapped = append([]byte{0x81, 0xa1, 'n'}, bytes.Repeat([]byte{0x91}, 4<<20)...)
 	truncated   = []byte{0x82, 0xa1, 'n', 0x01, 0xa4, 'u', 's'}
+	// A map whose one key is 1 MiB long and whose value is no object.
+	hugeKey = append(append([]byte{0x81, 0xdb, 0x00, 0x10, 0x00, 0x00}, bytes.Repeat([]byte{'k'}, 1<<20)...), 0xc1)
 )
 
 // dataCorruptions apply to every dialect.
@@ -50,6 +52,7 @@ func dataCorruptions() []corruption {
 		{name: "data 4 MiB of 0x91", set: "data = ?", args: []any{deepRaw}},
 		{name: "data map of 4 MiB of 0x91", set: "data = ?", args: []any{deepWrapped}},
 		{name: "data truncated", set: "data = ?", args: []any{truncated}},
+		{name: "data 1 MiB key", set: "data = ?", args: []any{hugeKey}},
 		{name: "data map of 2^32-1 entries", set: "data = ?", args: []any{[]byte{0xdf, 0xff, 0xff, 0xff, 0xff}}},
 		{name: "version -1", set: "version = -1"},
 		{name: "version min int64", set: "version = " + strconv.FormatInt(math.MinInt64, 10)},
