@@ -230,6 +230,12 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 		if w, ok := s.recent.newer(rec.ID, rec.Version); ok {
 			return s.conflict(rec, w)
 		}
+		// What this store remembers of rec.ID, if anything, is not in the
+		// database: another process wrote since, or the row went back (a
+		// restore, a failover to a lagging replica). Kept, it would send
+		// every save of the reloaded row back to it, conflict after
+		// conflict.
+		s.recent.forget(rec.ID)
 		return core.ErrConflict
 	}
 	rec.Version++

@@ -56,6 +56,7 @@ func dataCorruptions() []corruption {
 		{name: "data map of 2^32-1 entries", set: "data = ?", args: []any{[]byte{0xdf, 0xff, 0xff, 0xff, 0xff}}},
 		{name: "version -1", set: "version = -1"},
 		{name: "version min int64", set: "version = " + strconv.FormatInt(math.MinInt64, 10)},
+		{name: "version 0", set: "version = 0", same: true},
 		{name: "user_key empty string", set: "user_key = ''", same: true},
 	}
 }
