@@ -199,6 +199,12 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 	if rec.Version > math.MaxInt64 {
 		return core.ErrConflict // no row can have this version
 	}
+	if rec.Version == math.MaxInt64 && len(rec.Data) > 0 {
+		// The next version overflows the column (SQLite would store it as
+		// a REAL that no Load reads). core.Session moves such a record to
+		// a new id before saving.
+		return fmt.Errorf("bunstore: save: record %s is at version %d, the largest the store holds: move it to a new id", rec.ID, rec.Version)
+	}
 	if w, ok := s.recent.newer(rec.ID, rec.Version); ok {
 		// This store wrote a later version: versions only grow, so the
 		// statement could only match no row. Replaying on the remembered
