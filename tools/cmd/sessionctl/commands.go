@@ -58,6 +58,11 @@ func timeOrNil(t time.Time) *time.Time {
 func inspect(ctx context.Context, e *env, _ []string) error {
 	now := e.now()
 	rec, err := e.store.Load(ctx, e.id, now)
+	if errors.Is(err, core.ErrCorruptRecord) {
+		// The application treats it as no session; say which row and how
+		// to be rid of it, rather than only why it failed.
+		return fmt.Errorf("inspect: the row of session %s cannot be read (%w); 'sessionctl revoke --id %s' removes it", e.id, err, e.id)
+	}
 	if err != nil {
 		return e.dbError("inspect", err)
 	}
