@@ -88,6 +88,16 @@ func (s *Store) migratePG(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(s.lockKey())); err != nil {
 			return err
 		}
+		// Refuse another library's table before altering it: the error
+		// would otherwise list the columns just added (rolled back), and
+		// the ALTER would lock out that library's traffic meanwhile.
+		cols, err := s.tableColumns(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if len(cols) > 0 && !ours(cols) {
+			return s.layoutError(cols)
+		}
 		for _, q := range s.st.migrate {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return err
@@ -95,6 +105,12 @@ func (s *Store) migratePG(ctx context.Context) error {
 		}
 		return s.checkLayout(ctx, tx)
 	})
+}
+
+// ours reports whether a table with these columns was made by this store,
+// in this release or an earlier one, and can be upgraded in place.
+func ours(cols map[string]bool) bool {
+	return cols["id"] && cols["data"] && cols["expiry_date"] && cols["version"]
 }
 
 // tableColumns returns the columns of the store's table.
@@ -168,8 +184,8 @@ func (s *Store) addMissingColumns(ctx context.Context, db bun.IConn) error {
 	if err != nil {
 		return err
 	}
-	if !cols["id"] || !cols["expiry_date"] || !cols["version"] {
-		return s.layoutError(cols) // not ours: change nothing
+	if !ours(cols) {
+		return s.layoutError(cols) // change nothing
 	}
 	table := bun.Ident(s.table)
 	if s.schema != "" {
