@@ -191,24 +191,47 @@ func (s *Store) addMissingColumns(ctx context.Context, db bun.IConn) error {
 	if s.schema != "" {
 		table = bun.Ident(s.schema + "." + s.table)
 	}
-	timeType, userType := "INTEGER", "TEXT"
 	if s.dialect == dialect.MySQL {
-		timeType, userType = "DATETIME(6) NULL", mysqlUserKeyType+" NULL"
+		return s.addMissingMySQL(ctx, db, table, cols)
 	}
-	for _, c := range []struct{ name, typ string }{{"created_at", timeType}, {"user_key", userType}} {
+	// SQLite: one column per ALTER, in the caller's transaction.
+	for _, c := range []struct{ name, typ string }{{"created_at", "INTEGER"}, {"user_key", "TEXT"}} {
 		if cols[c.name] {
 			continue
 		}
 		if _, err := db.ExecContext(ctx, "ALTER TABLE ? ADD COLUMN ? "+c.typ, table, bun.Ident(c.name)); err != nil {
 			return err
 		}
-		if s.dialect == dialect.MySQL && c.name == "user_key" {
-			if _, err := db.ExecContext(ctx, "ALTER TABLE ? ADD INDEX user_key_idx (user_key)", table); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
+}
+
+// addMissingMySQL adds what the table lacks of created_at, user_key and
+// the index on user_key in one ALTER TABLE. MySQL's DDL is not
+// transactional: with one ALTER per column, a process stopped between
+// them left user_key without its index, and the next Migrate took the
+// column as proof of the index.
+func (s *Store) addMissingMySQL(ctx context.Context, db bun.IConn, table bun.Ident, cols map[string]bool) error {
+	var indexed int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = ? AND table_name = ? AND column_name = 'user_key' AND seq_in_index = 1",
+		s.schema, s.table).Scan(&indexed); err != nil {
+		return err
+	}
+	var add []string
+	if !cols["created_at"] {
+		add = append(add, "ADD COLUMN created_at DATETIME(6) NULL")
+	}
+	if !cols["user_key"] {
+		add = append(add, "ADD COLUMN user_key "+mysqlUserKeyType+" NULL")
+	}
+	if indexed == 0 {
+		add = append(add, "ADD INDEX user_key_idx (user_key)")
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	_, err := db.ExecContext(ctx, "ALTER TABLE ? "+strings.Join(add, ", "), table)
+	return err
 }
 
 func (s *Store) migrateMySQL(ctx context.Context) (err error) {
