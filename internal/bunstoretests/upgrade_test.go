@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ncruces/go-sqlite3/vfs"
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
@@ -180,16 +181,38 @@ func openSQLiteFile(t testing.TB, path string) *bun.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sqldb.SetMaxOpenConns(4)
-	sqldb.SetMaxIdleConns(4)
+	n := 4
+	if !vfs.SupportsFileLocking {
+		n = 1 // one connection per file without locks, as dbtest does
+	}
+	sqldb.SetMaxOpenConns(n)
+	sqldb.SetMaxIdleConns(n)
 	t.Cleanup(func() { sqldb.Close() })
 	return bun.NewDB(sqldb, sqlitedialect.New())
 }
 
 // migrateInProcesses runs Migrate in n processes at once (this test binary,
-// re-executed), and fails unless every one succeeds.
-func migrateInProcesses(t *testing.T, n int, spec string) {
+// re-executed), and fails unless every one succeeds. Where processes cannot
+// be started (wasip1, js) it runs n stores on db from n goroutines instead.
+func migrateInProcesses(t *testing.T, n int, spec string, db *bun.DB, opts []bunstore.Option) {
 	t.Helper()
+	if noSockets {
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				s, err := bunstore.New(db, opts...)
+				if err == nil {
+					err = s.Migrate(context.Background())
+					s.Close()
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		return
+	}
 	type child struct {
 		cmd   *exec.Cmd
 		stdin io.WriteCloser
@@ -273,12 +296,12 @@ func TestMigrateUpgradesOldTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			upgradeOldTable(t, db, s, spec)
+			upgradeOldTable(t, db, s, spec, opts)
 		})
 	}
 }
 
-func upgradeOldTable(t *testing.T, db *bun.DB, s *bunstore.Store, spec string) {
+func upgradeOldTable(t *testing.T, db *bun.DB, s *bunstore.Store, spec string, opts []bunstore.Option) {
 	ctx := context.Background()
 	dn := db.Dialect().Name()
 	old := oldReleaseSQL(dn)
@@ -330,8 +353,8 @@ func upgradeOldTable(t *testing.T, db *bun.DB, s *bunstore.Store, spec string) {
 		}
 	})
 	start := time.Now()
-	migrateInProcesses(t, 4, spec)
-	t.Logf("%s: 4 processes migrated in %v while the old release saved %d times", dn, time.Since(start), saves.Load())
+	migrateInProcesses(t, 4, spec, db, opts)
+	t.Logf("%s: 4 Migrate calls at once (processes; goroutines on wasip1) took %v while the old release saved %d times", dn, time.Since(start), saves.Load())
 	close(stop)
 	wg.Wait()
 	if writerErr != nil {
