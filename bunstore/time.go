@@ -35,8 +35,24 @@ func (s *Store) expiryArg(t time.Time) any {
 	}
 }
 
-// storedTime is t as every dialect stores it: UTC, whole microseconds.
-func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+// storedTime is t as every dialect stores it: UTC, whole microseconds,
+// clamped to [core.MinDeadline, core.MaxDeadline] as core clamps deadlines.
+// The Store is public API too: a time beyond that range was refused by
+// MySQL (the year 10000), PostgreSQL (300000) or silently mangled (pgx wrote
+// the largest time.Time as the year 0, SQLite's microseconds overflowed),
+// saving records that never loaded. The zero time stays zero (created_at
+// unknown).
+func storedTime(t time.Time) time.Time {
+	switch {
+	case t.IsZero():
+		return t
+	case t.Before(core.MinDeadline):
+		return core.MinDeadline
+	case t.After(core.MaxDeadline):
+		return core.MaxDeadline
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
 
 // createdArg is expiryArg for the nullable created_at column: NULL for the
 // zero time (unknown).
