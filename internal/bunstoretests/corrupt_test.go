@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,6 +275,77 @@ func TestCorruptRowsStoreErrors(t *testing.T) {
 				if err != nil && len(err.Error()) > 1000 {
 					t.Errorf("%s: %s: a %d-byte error", c.name, op, len(err.Error()))
 				}
+			}
+		}
+	})
+}
+
+// corruptingHook damages a row right before the store's next UPDATE, as
+// another process or an administrator could between a request's load and
+// its save.
+type corruptingHook struct {
+	mu  sync.Mutex
+	arm func() // run once before the next UPDATE
+}
+
+func (h *corruptingHook) BeforeQuery(ctx context.Context, ev *bun.QueryEvent) context.Context {
+	h.mu.Lock()
+	f := h.arm
+	if strings.HasPrefix(ev.Query, "UPDATE") {
+		h.arm = nil
+	} else {
+		f = nil
+	}
+	h.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return ctx
+}
+
+func (h *corruptingHook) AfterQuery(context.Context, *bun.QueryEvent) {}
+
+// TestCorruptedDuringRequest: a row damaged between a request's load and
+// its save is never a 500: the save repairs what it rewrites (data,
+// expiry), and a version that no longer matches ends as a conflict with an
+// unreadable row, which drops the change (409) and leaves the next request
+// without a session.
+func TestCorruptedDuringRequest(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *bun.DB) {
+		hook := &corruptingHook{}
+		s := dbtest.NewStore(t, db, bunstore.WithQueryHook(hook))
+		h := newHTTPRig(t, s)
+		expiry := map[dialect.Name]corruption{
+			dialect.PG:     {name: "expiry infinity", set: "expiry_date = 'infinity'"},
+			dialect.MySQL:  {name: "expiry zero date", set: "expiry_date = '0000-00-00 00:00:00'", pre: "SET SESSION sql_mode = ''"},
+			dialect.SQLite: {name: "expiry text", set: "expiry_date = 'never'"},
+		}[db.Dialect().Name()]
+		for _, c := range []corruption{
+			{name: "data garbage", set: "data = ?", args: []any{[]byte("garbage")}, same: true},
+			{name: "data 4 MiB of 0x91", set: "data = ?", args: []any{deepWrapped}, same: true},
+			{name: expiry.name, set: expiry.set, pre: expiry.pre, same: true},
+			{name: "version -1", set: "version = -1"},
+		} {
+			first := h.do("POST", "", "")
+			cookie := first.cookie.Value
+			hook.mu.Lock()
+			hook.arm = func() { corrupt(t, db, s, cookieID(t, cookie), c) }
+			hook.mu.Unlock()
+			r := h.do("POST", cookie, "")
+			if c.same {
+				if r.code != 200 || r.st.N != 2 {
+					t.Errorf("%s during the request: %v; want n=2", c.name, r)
+				}
+				if r := h.do("GET", cookie, ""); r.code != 200 || r.st.N != 2 {
+					t.Errorf("%s during the request, then GET: %v; want the repaired session", c.name, r)
+				}
+				continue
+			}
+			if r.code != http.StatusConflict {
+				t.Errorf("%s during the request: %v; want 409", c.name, r)
+			}
+			if r := h.do("GET", cookie, ""); r.code != 200 || r.st.Present {
+				t.Errorf("%s during the request, then GET: %v; want no session", c.name, r)
 			}
 		}
 	})
