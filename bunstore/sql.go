@@ -164,8 +164,10 @@ func buildStatements(db *bun.DB, name dialect.Name, schemaName, tableName string
 }
 
 // mysqlUserKeyType holds any user key core accepts (up to core.MaxUserLen
-// bytes of UTF-8), compared byte by byte.
-const mysqlUserKeyType = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+// bytes of UTF-8), compared byte by byte. Binary, not a VARCHAR: MySQL and
+// MariaDB compare VARCHARs, utf8mb4_bin included, ignoring trailing spaces,
+// so revoking user "a" also revoked user "a ".
+const mysqlUserKeyType = "VARBINARY(255)"
 
 // pgIndexName names an index of table: PostgreSQL index names share the
 // schema's namespace and are cut at 63 bytes, so a long table name gets a

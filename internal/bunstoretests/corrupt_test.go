@@ -96,7 +96,8 @@ func corruptions(d dialect.Name) []corruption {
 			corruption{name: "created zero date", set: "created_at = '0000-00-00 00:00:00'", pre: loose, same: true},
 			corruption{name: "created text", set: "created_at = 'garbage'", pre: loose, same: true},
 			corruption{name: "created NULL", set: "created_at = NULL", same: true},
-			corruption{name: "user_key 255 emoji", set: "user_key = ?", args: []any{strings.Repeat("🙂", 255)}, same: true},
+			corruption{name: "user_key 255 bytes", set: "user_key = ?", args: []any{strings.Repeat("🙂", 63) + "abc"}, same: true},
+			corruption{name: "user_key not UTF-8", set: "user_key = X'ff00'", same: true},
 			corruption{name: "user_key odd text", set: "user_key = ?", args: []any{"ü🙂 \"q\" \n\t' --"}, same: true},
 		)
 	case dialect.SQLite:

@@ -66,7 +66,7 @@ func TestSchemaTypes(t *testing.T) {
 		s := dbtest.NewStore(t, db)
 		got := columnTypes(t, db, "SELECT column_name, CONCAT(column_type, ' ', COALESCE(collation_name, '')) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?", s.SchemaName(), s.TableName())
 		want := map[string]string{"id": "varchar(128) ascii_bin", "data": "longblob", "expiry_date": "datetime(6)", "version": "bigint(20)",
-			"created_at": "datetime(6)", "user_key": "varchar(255) utf8mb4_bin"}
+			"created_at": "datetime(6)", "user_key": "varbinary(255)"}
 		if strings.HasPrefix(got["version"], "bigint") {
 			want["version"] = got["version"] // MySQL 8 drops the display width
 		}

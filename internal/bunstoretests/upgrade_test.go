@@ -603,7 +603,7 @@ func TestMigrateFinishesAnInterruptedUpgrade(t *testing.T) {
 		case dialect.PG:
 			timeType = "timestamptz"
 		case dialect.MySQL:
-			timeType, userType = "DATETIME(6) NULL", "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL"
+			timeType, userType = "DATETIME(6) NULL", "VARBINARY(255) NULL"
 		}
 		for _, c := range []string{"created_at " + timeType, "user_key " + userType} {
 			if _, err := db.ExecContext(ctx, "ALTER TABLE ? ADD COLUMN "+c, table(s)); err != nil {
