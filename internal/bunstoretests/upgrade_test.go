@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -615,4 +616,98 @@ func TestMigrateFinishesAnInterruptedUpgrade(t *testing.T) {
 		}
 		checkUpgradedLayout(t, db, s)
 	})
+}
+
+// TestMigrateUpgradesLargeTable upgrades a previous-release table of
+// SQLSESSIONS_UPGRADE_ROWS rows (skipped when unset; BENCHMARKS.md used
+// 1,000,000) while an old-release writer keeps saving one session, and
+// reports how long Migrate took and the longest the writer waited.
+func TestMigrateUpgradesLargeTable(t *testing.T) {
+	rows, _ := strconv.Atoi(os.Getenv("SQLSESSIONS_UPGRADE_ROWS"))
+	if rows < 1 {
+		t.Skip("set SQLSESSIONS_UPGRADE_ROWS to the number of rows to upgrade")
+	}
+	for _, d := range dbtest.Dialects() {
+		if d.Name == "postgres-libpq" {
+			continue
+		}
+		t.Run(d.Name, func(t *testing.T) {
+			db := d.Open(t)
+			ctx := context.Background()
+			var opts []bunstore.Option
+			if schema := dbtest.UniqueSchema(t, db); schema != "" {
+				opts = append(opts, bunstore.WithSchemaName(schema))
+			}
+			s, err := bunstore.New(db, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			dn := db.Dialect().Name()
+			old := oldReleaseSQL(dn)
+			old.create(t, db, s)
+			exp := oldExpiry(dn, time.Now().Add(time.Hour))
+			var q string
+			switch dn {
+			case dialect.PG:
+				q = "INSERT INTO ? (id, data, expiry_date) SELECT lpad(i::text, 22, '0'), ?, ? FROM generate_series(1, ?) AS i"
+			case dialect.MySQL:
+				q = "INSERT INTO ? (id, data, expiry_date) SELECT LPAD(i, 22, '0'), ?, ? FROM (" + mysqlSeq(rows) + ") AS x WHERE i <= ?"
+			default:
+				q = "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?) INSERT INTO ? (id, data, expiry_date) SELECT printf('%022d', i), ?, ? FROM g"
+			}
+			args := []any{table(s), oldBlob, exp, rows}
+			switch dn {
+			case dialect.SQLite:
+				args = []any{rows, table(s), oldBlob, exp}
+			}
+			t0 := time.Now()
+			if _, err := db.ExecContext(ctx, q, args...); err != nil {
+				t.Fatalf("filling: %v", err)
+			}
+			t.Logf("%s: %d old rows in %v", d.Name, rows, time.Since(t0).Round(time.Millisecond))
+
+			stop := make(chan struct{})
+			var worst time.Duration
+			var writes int
+			var wg sync.WaitGroup
+			id := fmt.Sprintf("%022d", 1)
+			wg.Go(func() {
+				for v := int64(1); ; v++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					w0 := time.Now()
+					_, err := db.ExecContext(ctx, old.update, table(s), oldBlob, exp, id, v)
+					if d := time.Since(w0); d > worst {
+						worst = d
+					}
+					if err != nil {
+						t.Errorf("old-release save during the upgrade: %v", err)
+						return
+					}
+					writes++
+					time.Sleep(time.Millisecond)
+				}
+			})
+			time.Sleep(50 * time.Millisecond)
+			t0 = time.Now()
+			err = s.Migrate(ctx)
+			took := time.Since(t0)
+			time.Sleep(50 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			var n int
+			if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM ?", table(s)).Scan(&n); err != nil || n != rows {
+				t.Fatalf("%d rows after Migrate (%v), want %d", n, err, rows)
+			}
+			checkUpgradedLayout(t, db, s)
+			t.Logf("%s: Migrate of %d rows took %v; %d old-release saves meanwhile, the slowest %v", d.Name, rows, took.Round(time.Millisecond), writes, worst.Round(time.Millisecond))
+		})
+	}
 }
