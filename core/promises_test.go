@@ -516,3 +516,19 @@ func TestCachingStoreRevokesUserSessions(t *testing.T) {
 
 // plainStore hides MemoryStore's UserStore methods.
 type plainStore struct{ core.Store }
+
+func TestSetUserRefusesWhatStoresCannotIndex(t *testing.T) {
+	ctx := context.Background()
+	sess := core.NewSession(core.NewMemoryStore(), "", nil)
+	for _, user := range []string{"a\x00b", "\xff", strings.Repeat("u", core.MaxUserLen+1)} {
+		if err := sess.SetUser(ctx, user); err == nil {
+			t.Errorf("SetUser(%q) accepted", user)
+		}
+	}
+	if err := sess.SetUser(ctx, strings.Repeat("u", core.MaxUserLen)); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := sess.User(ctx); len(u) != core.MaxUserLen {
+		t.Fatalf("user = %q", u)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -27,7 +28,7 @@ const (
 	// request may make a Session look up (see NewSessionFromTokens).
 	MaxPresentedTokens = 16
 	// MaxUserLen is the longest user key SetUser accepts, in bytes: every
-	// store indexes it (MySQL as VARCHAR(255)).
+	// store indexes it (MySQL as VARBINARY(255)).
 	MaxUserLen        = 255
 	maxCreateAttempts = 8
 )
@@ -714,13 +715,14 @@ func (s *Session) IsEmpty(ctx context.Context) (bool, error) {
 // unbinds it with "". Stores that implement UserStore index it, so that an
 // application can list a user's sessions and revoke them (log out
 // everywhere, or every device but this one). Call it at log-in, after
-// CycleID. A user key is valid UTF-8 of at most MaxUserLen bytes.
+// CycleID. A user key is valid UTF-8 without NUL bytes (PostgreSQL text
+// cannot hold them), at most MaxUserLen bytes.
 func (s *Session) SetUser(ctx context.Context, user string) error {
 	if s == nil {
 		return ErrNoSession
 	}
-	if len(user) > MaxUserLen || !utf8.ValidString(user) {
-		return fmt.Errorf("sqlsessions: SetUser: a user key must be valid UTF-8 of at most %d bytes (got %d bytes)", MaxUserLen, len(user))
+	if len(user) > MaxUserLen || !utf8.ValidString(user) || strings.IndexByte(user, 0) >= 0 {
+		return fmt.Errorf("sqlsessions: SetUser: a user key must be valid UTF-8 without NUL bytes, at most %d bytes (got %d bytes)", MaxUserLen, len(user))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
