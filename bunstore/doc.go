@@ -43,7 +43,11 @@
 // A record must fit the server's max_allowed_packet (MariaDB's default is 16
 // MiB, MySQL 8's 64 MiB).
 // SQLite: github.com/ncruces/go-sqlite3/driver (no cgo), e.g. through the
-// sqlitewasm module; use WAL, synchronous=NORMAL and a busy_timeout.
+// sqlitewasm module; use WAL, synchronous=NORMAL and a busy_timeout. After
+// each purge round the store empties the write-ahead log with a TRUNCATE
+// checkpoint; under continuous load SQLite's automatic checkpoints do not
+// keep it small between rounds (sqlitewasm.Open does), so set a
+// journal_size_limit if you open SQLite yourself.
 //
 // # Performance
 //

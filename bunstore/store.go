@@ -461,6 +461,13 @@ func (s *Store) Delete(ctx context.Context, id core.ID) error {
 // of them), in statements of at most the delete batch size each, and reports
 // how many it removed. Each batch commits on its own, so a large purge never
 // holds locks for long; concurrent requests keep running between batches.
+//
+// On SQLite, a call that has deleted every expired record (it ended on a
+// short batch, as the last call of a ContinuouslyDeleteExpired round does)
+// then empties the write-ahead log with PRAGMA wal_checkpoint(TRUNCATE),
+// waiting at most 100 ms for the locks it needs: under continuous load
+// SQLite's automatic checkpoints never rewind the log, and a purge writes
+// much of it, so the -wal file would otherwise only grow.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int64, error) {
 	var total int64
 	nowArg := s.expiryArg(now)
@@ -479,6 +486,10 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		}
 		total += got
 		if got < int64(n) {
+			// No expired record is left: the round is over.
+			if s.dialect == dialect.SQLite {
+				s.truncateWAL(ctx)
+			}
 			break
 		}
 	}
