@@ -23,6 +23,26 @@
 //     transaction that reads and then writes never dead-ends in SQLITE_BUSY;
 //   - files use journal_mode=WAL and synchronous=NORMAL: readers never block
 //     the writer and a commit costs no fsync;
+//   - the write-ahead log stays small under load. SQLite's automatic
+//     checkpoint (after a commit that leaves wal_autocheckpoint pages, 1000
+//     by default, in the log) is PASSIVE: under continuous writes it never
+//     lets the log start over, so the -wal file grows for as long as the load
+//     lasts and never shrinks. Open makes that
+//     checkpoint a RESTART one instead, which waits at most 100 ms for the
+//     last writer and the readers of the old log so that the next commit
+//     writes the log from its start; the -wal file then stays near
+//     wal_autocheckpoint pages plus the largest transaction (RELIABILITY.md
+//     has the figures). journal_size_limit is set to
+//     DefaultJournalSizeLimit (16 MiB), so a log that did grow is cut back at
+//     the next rewind. A reader that keeps a transaction open holds the log:
+//     nothing can rewind it meanwhile, and after a RESTART that could not
+//     finish Open waits for the log to grow by 1000 more pages, then 2000,
+//     and so on, before stalling writers for another try;
+//   - _pragma=journal_size_limit(N) in the DSN sets another limit, and
+//     _pragma=wal_autocheckpoint(N) another threshold (0 turns automatic
+//     checkpoints off, Open's included, for an application that checkpoints
+//     itself). On Open's connections PRAGMA wal_autocheckpoint reads 0,
+//     because a WAL hook replaces SQLite's automatic checkpoint;
 //   - an in-memory database is a single database shared by every pooled
 //     connection (ncruces' memdb VFS under a unique name), deleted when the
 //     *bun.DB is closed; plain ":memory:" would give each connection its own

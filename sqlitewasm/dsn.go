@@ -147,6 +147,9 @@ func (t target) uri(cfg *config, memName string, fileLocking, sharedMemory bool)
 		if !has("synchronous") {
 			pragmas = append(pragmas, "synchronous(normal)")
 		}
+		if !has("journal_size_limit") {
+			pragmas = append(pragmas, "journal_size_limit("+strconv.Itoa(DefaultJournalSizeLimit)+")")
+		}
 	}
 	q["_pragma"] = pragmas
 	if q.Get("_txlock") == "" {

@@ -109,7 +109,7 @@ func TestURI(t *testing.T) {
 		{
 			name: "file", dsn: "sqlite://s.db", cfg: cfg(), locks: true, shm: true,
 			wantPath:    "s.db",
-			wantPragmas: []string{"busy_timeout(10000)", "journal_mode(wal)", "synchronous(normal)"},
+			wantPragmas: []string{"busy_timeout(10000)", "journal_mode(wal)", "synchronous(normal)", "journal_size_limit(16777216)"},
 			wantParams:  url.Values{"_txlock": {"immediate"}},
 		},
 		{
@@ -122,13 +122,13 @@ func TestURI(t *testing.T) {
 			name: "user pragmas keep busy_timeout", dsn: "file:s.db?_pragma=cache_size(-2000)&_txlock=deferred",
 			cfg: cfg(WithBusyTimeout(2500*time.Millisecond), WithPragma("journal_mode(delete)")), locks: true, shm: true,
 			wantPath:    "s.db",
-			wantPragmas: []string{"busy_timeout(2500)", "cache_size(-2000)", "journal_mode(delete)", "synchronous(normal)"},
+			wantPragmas: []string{"busy_timeout(2500)", "cache_size(-2000)", "journal_mode(delete)", "synchronous(normal)", "journal_size_limit(16777216)"},
 			wantParams:  url.Values{"_txlock": {"deferred"}},
 		},
 		{
 			name: "key first", dsn: "sqlite://s.db?vfs=adiantum", cfg: cfg(WithPragma("textkey('k')"), WithPragma("synchronous = full")), locks: true, shm: true,
 			wantPath:    "s.db",
-			wantPragmas: []string{"textkey('k')", "busy_timeout(10000)", "synchronous = full", "journal_mode(wal)"},
+			wantPragmas: []string{"textkey('k')", "busy_timeout(10000)", "synchronous = full", "journal_mode(wal)", "journal_size_limit(16777216)"},
 			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {"adiantum"}},
 		},
 		{
@@ -138,16 +138,22 @@ func TestURI(t *testing.T) {
 			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {"memdb"}},
 		},
 		{
+			name: "journal_size_limit from the DSN", dsn: "sqlite://s.db?_pragma=journal_size_limit(-1)", cfg: cfg(), locks: true, shm: true,
+			wantPath:    "s.db",
+			wantPragmas: []string{"busy_timeout(10000)", "journal_size_limit(-1)", "journal_mode(wal)", "synchronous(normal)"},
+			wantParams:  url.Values{"_txlock": {"immediate"}},
+		},
+		{
 			name: "no file locking", dsn: "sqlite://s.db", cfg: cfg(), locks: false, shm: false,
 			wantPath:    "s.db",
-			wantPragmas: []string{"busy_timeout(10000)", "synchronous(normal)"},
+			wantPragmas: []string{"busy_timeout(10000)", "synchronous(normal)", "journal_size_limit(16777216)"},
 			wantParams:  url.Values{"_txlock": {"immediate"}, "nolock": {"1"}},
 			wantSingle:  true,
 		},
 		{
 			name: "locks without shared memory", dsn: "sqlite://s.db", cfg: cfg(), locks: true, shm: false,
 			wantPath:    "s.db",
-			wantPragmas: []string{"busy_timeout(10000)", "locking_mode(exclusive)", "journal_mode(wal)", "synchronous(normal)"},
+			wantPragmas: []string{"busy_timeout(10000)", "locking_mode(exclusive)", "journal_mode(wal)", "synchronous(normal)", "journal_size_limit(16777216)"},
 			wantParams:  url.Values{"_txlock": {"immediate"}},
 			wantSingle:  true,
 		},
@@ -160,7 +166,7 @@ func TestURI(t *testing.T) {
 		{
 			name: "absolute path with odd characters", dsn: "/tmp/a b?c#d.db", cfg: cfg(), locks: true, shm: true,
 			wantPath:    "/tmp/a b?c#d.db",
-			wantPragmas: []string{"busy_timeout(10000)", "journal_mode(wal)", "synchronous(normal)"},
+			wantPragmas: []string{"busy_timeout(10000)", "journal_mode(wal)", "synchronous(normal)", "journal_size_limit(16777216)"},
 			wantParams:  url.Values{"_txlock": {"immediate"}},
 		},
 	}

@@ -71,8 +71,10 @@ func WithBusyTimeout(d time.Duration) Option {
 // WithPragma adds a PRAGMA run on every new connection, in the driver's
 // "_pragma" form without the PRAGMA keyword, for example
 // WithPragma("cache_size(-32000)"). Pragmas given here and in the DSN run
-// after busy_timeout; a journal_mode or synchronous pragma given here or in
-// the DSN replaces the WAL / NORMAL default.
+// after busy_timeout; a journal_mode, synchronous or journal_size_limit
+// pragma given here or in the DSN replaces the WAL / NORMAL /
+// DefaultJournalSizeLimit default, and wal_autocheckpoint(0) turns automatic
+// checkpoints off (see the package documentation).
 func WithPragma(pragma string) Option {
 	return func(c *config) {
 		c.pragmas = append(c.pragmas, pragma)
@@ -140,7 +142,11 @@ func open(dsn string, opts ...Option) (*bun.DB, string, error) {
 		}
 		return nil, "", fmt.Errorf("sqlitewasm: open %q: %w", dsn, err)
 	}
-	sqldb := sql.OpenDB(&connector{Connector: inner, memName: memName})
+	cn := &connector{Connector: inner, memName: memName}
+	if !target.memory && !target.raw {
+		cn.wal = new(walLimiter)
+	}
+	sqldb := sql.OpenDB(cn)
 
 	n := cfg.maxOpenConns
 	if single {
@@ -166,6 +172,25 @@ func open(dsn string, opts ...Option) (*bun.DB, string, error) {
 type connector struct {
 	driver.Connector
 	memName string
+	wal     *walLimiter // nil: SQLite's own automatic checkpoints
+}
+
+// Connect opens a connection and, for a file database, installs the WAL
+// limiter (see walLimiter).
+func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil || c.wal == nil {
+		return conn, err
+	}
+	raw, ok := conn.(sqlite3driver.Conn)
+	if !ok {
+		return conn, nil
+	}
+	if err := c.wal.install(raw.Raw()); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 var _ io.Closer = (*connector)(nil)

@@ -96,6 +96,9 @@ func TestFileDefaults(t *testing.T) {
 				if got := pragma(t, c, "busy_timeout"); got != "10000" {
 					t.Errorf("conn %d: busy_timeout = %q, want 10000", i, got)
 				}
+				if got, want := pragma(t, c, "journal_size_limit"), fmt.Sprint(sqlitewasm.DefaultJournalSizeLimit); got != want {
+					t.Errorf("conn %d: journal_size_limit = %q, want %s", i, got, want)
+				}
 			}
 			if got := db.DB.Stats().MaxOpenConnections; got != fileConns {
 				t.Errorf("MaxOpenConnections = %d, want %d", got, fileConns)
