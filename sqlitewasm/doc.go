@@ -44,7 +44,9 @@
 //     itself). On Open's connections PRAGMA wal_autocheckpoint reads 0,
 //     because a WAL hook replaces SQLite's automatic checkpoint;
 //   - an in-memory database is a single database shared by every pooled
-//     connection (ncruces' memdb VFS under a unique name), deleted when the
+//     connection (ncruces' memdb VFS, copied into sqlitewasm so that no
+//     program using it links package testing, under a unique name;
+//     file:/name?vfs=memdb URIs use it too), deleted when the
 //     *bun.DB is closed; plain ":memory:" would give each connection its own
 //     empty database;
 //   - the pool holds 4 connections, all kept idle between uses, because

@@ -2,6 +2,7 @@ package sqlitewasm
 
 import (
 	"fmt"
+	"github.com/sqlsessions/sqlsessions/sqlitewasm/internal/memdb"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -77,6 +78,9 @@ func finish(dsn, p string, q url.Values) (target, error) {
 		return target{memory: true, query: q}, nil
 	}
 	if q.Get("vfs") == "memdb" {
+		// Served by sqlitewasm's copy of ncruces' memdb VFS (see
+		// internal/memdb): a name beginning with "/" is shared by the pool.
+		q.Set("vfs", memdb.VFSName)
 		return target{path: p, query: q, raw: true}, nil
 	}
 	if p == "" {
@@ -159,7 +163,7 @@ func (t target) uri(cfg *config, memName string, fileLocking, sharedMemory bool)
 	u := url.URL{Scheme: "file", OmitHost: true, RawQuery: q.Encode()}
 	switch {
 	case t.memory:
-		q.Set("vfs", "memdb")
+		q.Set("vfs", memdb.VFSName)
 		u.RawQuery = q.Encode()
 		u.Path = "/" + memName
 	default:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqlsessions/sqlsessions/sqlitewasm/internal/memdb"
 )
 
 func TestParseDSN(t *testing.T) {
@@ -116,7 +118,7 @@ func TestURI(t *testing.T) {
 			name: "memory", dsn: "sqlite::memory:", cfg: cfg(), locks: true, shm: true,
 			wantPath:    "/mem",
 			wantPragmas: []string{"busy_timeout(10000)"},
-			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {"memdb"}},
+			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {memdb.VFSName}},
 		},
 		{
 			name: "user pragmas keep busy_timeout", dsn: "file:s.db?_pragma=cache_size(-2000)&_txlock=deferred",
@@ -135,7 +137,7 @@ func TestURI(t *testing.T) {
 			name: "sub-millisecond busy timeout", dsn: "sqlite::memory:", cfg: cfg(WithBusyTimeout(time.Microsecond)), locks: true, shm: true,
 			wantPath:    "/mem",
 			wantPragmas: []string{"busy_timeout(1)"},
-			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {"memdb"}},
+			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {memdb.VFSName}},
 		},
 		{
 			name: "journal_size_limit from the DSN", dsn: "sqlite://s.db?_pragma=journal_size_limit(-1)", cfg: cfg(), locks: true, shm: true,
@@ -161,7 +163,7 @@ func TestURI(t *testing.T) {
 			name: "memory without locking", dsn: "sqlite::memory:", cfg: cfg(), locks: false, shm: false,
 			wantPath:    "/mem",
 			wantPragmas: []string{"busy_timeout(10000)"},
-			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {"memdb"}},
+			wantParams:  url.Values{"_txlock": {"immediate"}, "vfs": {memdb.VFSName}},
 		},
 		{
 			name: "absolute path with odd characters", dsn: "/tmp/a b?c#d.db", cfg: cfg(), locks: true, shm: true,

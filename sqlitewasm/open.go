@@ -13,7 +13,7 @@ import (
 
 	sqlite3driver "github.com/ncruces/go-sqlite3/driver"
 	"github.com/ncruces/go-sqlite3/vfs"
-	"github.com/ncruces/go-sqlite3/vfs/memdb"
+	"github.com/sqlsessions/sqlsessions/sqlitewasm/internal/memdb"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 )
