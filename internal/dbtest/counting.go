@@ -11,11 +11,17 @@ import (
 // database/sql driver level: every Exec and Query, on a connection or on a
 // prepared statement (preparing one is not counted). It sees everything,
 // whatever issued it: bun's query path, prepared statements, raw
-// database/sql.
-type Counter struct{ n atomic.Int64 }
+// database/sql. It counts the statements prepared through database/sql
+// apart (Prepares).
+type Counter struct{ n, prepares atomic.Int64 }
 
 // Load returns the number of statements counted so far.
 func (c *Counter) Load() int64 { return c.n.Load() }
+
+// Prepares returns the number of statements prepared through database/sql
+// (sql.DB.Prepare, on each connection that runs one) so far. A driver's own
+// statement cache (pgx's) prepares below database/sql and is not counted.
+func (c *Counter) Prepares() int64 { return c.prepares.Load() }
 
 // Reset sets the count to zero and returns what it was.
 func (c *Counter) Reset() int64 { return c.n.Swap(0) }
@@ -79,6 +85,7 @@ func (k *countConn) PrepareContext(ctx context.Context, query string) (driver.St
 	if err != nil {
 		return nil, err
 	}
+	k.c.prepares.Add(1)
 	return &countStmt{st, k.c}, nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +128,26 @@ func OpenPostgres(t testing.TB) *bun.DB {
 func OpenPostgresPQ(t testing.TB) *bun.DB {
 	t.Helper()
 	return bun.NewDB(pool(t, "PostgreSQL ("+dburl.EnvPostgres+")", "postgres", PostgresURL(), PoolSize), pgdialect.New())
+}
+
+// OpenPostgresParams opens PostgresURL() with driverName ("pgx", or
+// "postgres" for lib/pq) and params added to the URL's query (e.g.
+// "binary_parameters=yes").
+func OpenPostgresParams(t testing.TB, driverName, params string) *bun.DB {
+	t.Helper()
+	return bun.NewDB(pool(t, "PostgreSQL ("+dburl.EnvPostgres+")", driverName, withParams(PostgresURL(), params), PoolSize), pgdialect.New())
+}
+
+// withParams adds params (k=v&...) to the query of URL u.
+func withParams(u, params string) string {
+	switch {
+	case params == "":
+		return u
+	case strings.Contains(u, "?"):
+		return u + "&" + params
+	default:
+		return u + "?" + params
+	}
 }
 
 // OpenPostgresDatabase creates a new, uniquely named PostgreSQL database,
