@@ -52,12 +52,15 @@
 // # Performance
 //
 // Create, Save, Load and Delete each run exactly one statement. Their SQL is
-// built once by New (bun quotes the identifiers) and runs as prepared
-// statements with bound arguments on the *bun.DB's *sql.DB, which puts the
-// store within a few percent of hand-written database/sql. Prepared
-// statements live on pooled connections: call db.SetMaxIdleConns(n) with the
-// same n as db.SetMaxOpenConns(n), or database/sql (which keeps 2 idle
-// connections by default) re-prepares them as connections churn.
+// built once by New (bun quotes the identifiers) and runs with bound
+// arguments on the *bun.DB's *sql.DB, prepared once per connection, which
+// puts the store within a few percent of hand-written database/sql. With
+// pgx's database/sql driver the store leaves preparing to pgx, whose
+// default exec mode caches a prepared statement per connection; with every
+// other driver it prepares the statements itself (WithPreparedStatements).
+// Prepared statements live on pooled connections: call db.SetMaxIdleConns(n)
+// with the same n as db.SetMaxOpenConns(n), or database/sql (which keeps 2
+// idle connections by default) re-prepares them as connections churn.
 //
 // Concurrent requests on one session (a page firing several requests at
 // once) make saves collide: the second save's version is outdated. The store
@@ -69,8 +72,19 @@
 // a write by another process meanwhile costs a real reload, never a lost
 // write.
 //
-// Behind PgBouncer in transaction pooling mode, prepared statements need
-// PgBouncer 1.21 or later with max_prepared_statements set.
+// # PgBouncer
+//
+// In transaction pooling mode (before PgBouncer 1.21, or without
+// max_prepared_statements) a statement prepared on one server connection is
+// missing on the next. With pgx, set default_query_exec_mode=exec (or
+// simple_protocol) in the DSN, e.g.
+//
+//	postgres://user:pass@pgbouncer:6432/app?default_query_exec_mode=exec
+//
+// and pgx keeps no prepared statement on a server connection. With lib/pq,
+// use binary_parameters=yes in the DSN and WithPreparedStatements(false).
+// Migrate's advisory lock is transaction-level and taken inside Migrate's
+// one transaction, so it works in transaction pooling mode too.
 //
 // Because these statements bypass bun's query path, hooks attached to the
 // *bun.DB do not see them: pass hooks with WithQueryHook as well. Migrate

@@ -18,6 +18,7 @@ type config struct {
 	hooks         []bun.QueryHook
 	batch         int
 	recent        int
+	prepare       prepareMode
 }
 
 // WithSchemaName sets the schema (PostgreSQL) or database (MySQL) that holds
@@ -59,6 +60,32 @@ func WithQueryHook(h bun.QueryHook) Option {
 	return func(c *config) {
 		if h != nil {
 			c.hooks = append(c.hooks, h)
+		}
+	}
+}
+
+// WithPreparedStatements says whether the store prepares its statements
+// itself (true) or runs their SQL text with bound arguments, leaving it to
+// the driver whether and how to prepare them (false).
+//
+// Default: false with pgx's database/sql driver (github.com/jackc/pgx
+// stdlib, v4 or v5), which in its default exec mode keeps a prepared
+// statement per connection by itself, and in the modes PgBouncer's
+// transaction pooling needs (default_query_exec_mode=exec or
+// simple_protocol in the DSN) prepares none; true with every other driver
+// (lib/pq, go-sql-driver/mysql, SQLite drivers), which have no such cache
+// and run unprepared statements slower.
+//
+// Set false behind PgBouncer in transaction pooling mode (before 1.21, or
+// without max_prepared_statements) when the store cannot tell that the
+// driver is pgx (a driver wrapped for tracing, such as otelsql), or with
+// lib/pq, together with binary_parameters=yes in its DSN: a statement the
+// store prepared on one server connection is missing on the next.
+func WithPreparedStatements(on bool) Option {
+	return func(c *config) {
+		c.prepare = prepareOff
+		if on {
+			c.prepare = prepareOn
 		}
 	}
 }

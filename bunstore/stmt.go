@@ -3,7 +3,9 @@ package bunstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,42 @@ import (
 
 // ErrClosed is returned by every method of a Store after Close.
 var ErrClosed = errors.New("bunstore: store is closed")
+
+// prepareMode is WithPreparedStatements' setting; the zero value lets
+// the driver decide.
+type prepareMode uint8
+
+const (
+	prepareAuto prepareMode = iota
+	prepareOn
+	prepareOff
+)
+
+// decide reports whether the store prepares its statements on db.
+func (m prepareMode) decide(db *sql.DB) bool {
+	if m == prepareAuto {
+		return !cachesStatements(db.Driver())
+	}
+	return m == prepareOn
+}
+
+// cachesStatements reports whether d prepares and caches statements per
+// connection by itself: pgx's database/sql driver does, in its default
+// exec mode; lib/pq, go-sql-driver/mysql and the SQLite drivers do not.
+func cachesStatements(d driver.Driver) bool {
+	t := reflect.TypeOf(d)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return false
+	}
+	switch t.PkgPath() {
+	case "github.com/jackc/pgx/v5/stdlib", "github.com/jackc/pgx/v4/stdlib":
+		return true
+	}
+	return false
+}
 
 // lazyStmt is a statement prepared on first use. A failed prepare (typically:
 // the table does not exist yet because Migrate has not run) is not cached,
@@ -80,30 +118,53 @@ func (s *Store) after(ctx context.Context, ev *bun.QueryEvent, res sql.Result, e
 	}
 }
 
-// exec runs one prepared statement.
+// exec runs one statement: prepared by the store, or as SQL text with
+// bound arguments (see WithPreparedStatements).
 func (s *Store) exec(ctx context.Context, l *lazyStmt, args ...any) (sql.Result, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
 	ctx, ev := s.before(ctx, l.query, args)
-	st, err := l.get(ctx, s.sqldb, &s.closed)
 	var res sql.Result
-	if err == nil {
-		res, err = st.ExecContext(ctx, args...)
+	var err error
+	if !s.prepares {
+		res, err = s.sqldb.ExecContext(ctx, l.query, args...)
+	} else {
+		var st *sql.Stmt
+		if st, err = l.get(ctx, s.sqldb, &s.closed); err == nil {
+			res, err = st.ExecContext(ctx, args...)
+		}
 	}
 	s.after(ctx, ev, res, err)
 	return res, err
 }
 
-// queryRow runs one prepared single-row query and scans it into dest.
+// query runs one statement returning rows, as exec does.
+func (s *Store) query(ctx context.Context, l *lazyStmt, args []any) (*sql.Rows, error) {
+	if !s.prepares {
+		return s.sqldb.QueryContext(ctx, l.query, args...)
+	}
+	st, err := l.get(ctx, s.sqldb, &s.closed)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// queryRow runs one single-row query, as exec does, and scans it into dest.
 func (s *Store) queryRow(ctx context.Context, l *lazyStmt, args []any, dest ...any) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
 	ctx, ev := s.before(ctx, l.query, args)
-	st, err := l.get(ctx, s.sqldb, &s.closed)
-	if err == nil {
-		err = st.QueryRowContext(ctx, args...).Scan(dest...)
+	var err error
+	if !s.prepares {
+		err = s.sqldb.QueryRowContext(ctx, l.query, args...).Scan(dest...)
+	} else {
+		var st *sql.Stmt
+		if st, err = l.get(ctx, s.sqldb, &s.closed); err == nil {
+			err = st.QueryRowContext(ctx, args...).Scan(dest...)
+		}
 	}
 	s.after(ctx, ev, nil, err)
 	return err

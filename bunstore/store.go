@@ -46,6 +46,10 @@ type Store struct {
 	batch   int
 	recent  *recentWrites // nil when WithRecentWrites(0)
 	closed  atomic.Bool
+	// prepares: the store prepares its statements itself (see
+	// WithPreparedStatements); otherwise it runs SQL text with bound
+	// arguments and the driver decides.
+	prepares bool
 
 	st                                            *statements
 	create, save, deleteVersion, load, del, purge lazyStmt
@@ -60,11 +64,11 @@ var _ core.Store = (*Store)(nil)
 // sqlitedialect) decides the SQL. It validates the options and builds every
 // statement; it runs no query (call Migrate to create the table).
 //
-// The store runs its per-request statements as prepared statements on db's
-// *sql.DB. A prepared statement lives on each pooled connection, so set
-// db.SetMaxIdleConns to the same value as db.SetMaxOpenConns: database/sql
-// keeps only 2 idle connections by default and the statements are
-// re-prepared every time a connection is replaced.
+// The store runs its per-request statements on db's *sql.DB, prepared once
+// per pooled connection (by pgx's statement cache, or by the store: see
+// WithPreparedStatements), so set db.SetMaxIdleConns to the same value as
+// db.SetMaxOpenConns: database/sql keeps only 2 idle connections by default
+// and the statements are re-prepared every time a connection is replaced.
 func New(db *bun.DB, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("bunstore: New: db is nil")
@@ -122,6 +126,8 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 		batch:   c.batch,
 		recent:  newRecentWrites(c.recent),
 		st:      st,
+
+		prepares: c.prepare.decide(db.DB),
 	}
 	s.create.query = st.create
 	s.save.query = st.save
@@ -395,11 +401,7 @@ func (s *Store) UserSessions(ctx context.Context, user string, now time.Time) ([
 	}
 	args := []any{user, s.expiryArg(now)}
 	qctx, ev := s.before(ctx, s.userSessions.query, args)
-	st, err := s.userSessions.get(qctx, s.sqldb, &s.closed)
-	var out []core.SessionInfo
-	if err == nil {
-		out, err = s.scanInfos(qctx, st, args)
-	}
+	out, err := s.scanInfos(qctx, args)
 	s.after(qctx, ev, nil, err)
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: user sessions: %w", err)
@@ -407,8 +409,8 @@ func (s *Store) UserSessions(ctx context.Context, user string, now time.Time) ([
 	return out, nil
 }
 
-func (s *Store) scanInfos(ctx context.Context, st *sql.Stmt, args []any) ([]core.SessionInfo, error) {
-	rows, err := st.QueryContext(ctx, args...)
+func (s *Store) scanInfos(ctx context.Context, args []any) ([]core.SessionInfo, error) {
+	rows, err := s.query(ctx, &s.userSessions, args)
 	if err != nil {
 		return nil, err
 	}

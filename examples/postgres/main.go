@@ -7,6 +7,8 @@
 // DATABASE_URL is required; ADDR changes the listen address (default
 // 127.0.0.1:3000). Sessions expire after 10 seconds of inactivity; expired
 // rows are deleted every minute. Ctrl-C or SIGTERM shuts down gracefully.
+// Behind PgBouncer in transaction pooling mode, add
+// default_query_exec_mode=exec to DATABASE_URL.
 package main
 
 import (

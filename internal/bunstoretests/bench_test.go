@@ -89,9 +89,9 @@ type fixture struct {
 	ids  []core.ID
 }
 
-func newFixture(tb testing.TB, db *bun.DB) fixture {
+func newFixture(tb testing.TB, db *bun.DB, opts ...bunstore.Option) fixture {
 	tb.Helper()
-	s := dbtest.NewStore(tb, db)
+	s := dbtest.NewStore(tb, db, opts...)
 	f := fixture{s: s, raw: prepareRaw(tb, db, s), exp: time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond)}
 	value, _ := s.Codec().Marshal(42)
 	f.data = map[string][]byte{"counter": value}
@@ -107,14 +107,40 @@ func newFixture(tb testing.TB, db *bun.DB) fixture {
 	return f
 }
 
-func BenchmarkStore(b *testing.B) {
+// benchDialect is a database and driver to measure, with the store's
+// options.
+type benchDialect struct {
+	dbtest.Dialect
+	opts []bunstore.Option
+}
+
+// benchDialects are the databases and drivers the benchmarks measure:
+// every dialect, plus the settings bunstore documents for PgBouncer on a
+// direct connection: pgx with default_query_exec_mode=exec, lib/pq with
+// binary_parameters=yes and WithPreparedStatements(false).
+func benchDialects() []benchDialect {
+	var out []benchDialect
 	for _, d := range dbtest.Dialects() {
-		if d.Name == "postgres-libpq" {
-			continue
+		out = append(out, benchDialect{Dialect: d})
+		if d.Name == "postgres" {
+			d.Name += "-exec"
+			d.Open = func(t testing.TB) *bun.DB { return dbtest.OpenPostgresParams(t, "pgx", "default_query_exec_mode=exec") }
+			out = append(out, benchDialect{Dialect: d})
 		}
+		if d.Name == "postgres-libpq" {
+			d.Name += "-unprepared"
+			d.Open = func(t testing.TB) *bun.DB { return dbtest.OpenPostgresParams(t, "postgres", "binary_parameters=yes") }
+			out = append(out, benchDialect{d, []bunstore.Option{bunstore.WithPreparedStatements(false)}})
+		}
+	}
+	return out
+}
+
+func BenchmarkStore(b *testing.B) {
+	for _, d := range benchDialects() {
 		b.Run(d.Name, func(b *testing.B) {
 			db := d.Open(b)
-			f := newFixture(b, db)
+			f := newFixture(b, db, d.opts...)
 			s, raw, data, blob, exp, ids := f.s, f.raw, f.data, f.blob, f.exp, f.ids
 			ctx := context.Background()
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sqlsessions/sqlsessions/core"
-	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun/dialect"
 )
 
@@ -34,13 +33,10 @@ func TestFloorRatio(t *testing.T) {
 		round   = 400 * time.Millisecond
 		workers = 16
 	)
-	for _, d := range dbtest.Dialects() {
-		if d.Name == "postgres-libpq" {
-			continue
-		}
+	for _, d := range benchDialects() {
 		t.Run(d.Name, func(t *testing.T) {
 			db := d.Open(t)
-			f := newFixture(t, db)
+			f := newFixture(t, db, d.opts...)
 			s, raw, data, blob, exp, ids := f.s, f.raw, f.data, f.blob, f.exp, f.ids
 			ctx := context.Background()
 			sqlite := db.Dialect().Name() == dialect.SQLite

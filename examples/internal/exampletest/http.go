@@ -195,3 +195,61 @@ func Expiry(t testing.TB, baseURL, token string, next int) {
 		t.Fatalf("expired session: want a fresh cookie, got %v", v.Cookie)
 	}
 }
+
+// Concurrent has clients visit the counter at baseURL at once, requests
+// visits in all, each client on a session of its own: every visit must
+// answer 200 with the client's next count (0, 1, 2, ...; a client whose
+// first visit failed starts again at 0). It is the load
+// that exposes a store whose statements do not survive a connection
+// pooler (PgBouncer in transaction mode).
+func Concurrent(t testing.TB, baseURL string, clients, requests int) {
+	t.Helper()
+	url := baseURL + "/"
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed []string
+		ok     int
+	)
+	for c := range clients {
+		n := requests / clients
+		if c < requests%clients {
+			n++
+		}
+		wg.Go(func() {
+			tok, want := "", 0
+			for range n {
+				v, err := get(url, tok)
+				if err == nil && strings.TrimSpace(v.Body) != fmt.Sprintf("Current count: %d", want) {
+					err = fmt.Errorf("client %d: body %q, want count %d", c, v.Body, want)
+				}
+				if err == nil && tok == "" {
+					if v.Cookie == nil {
+						err = fmt.Errorf("client %d: no cookie on the first visit", c)
+					} else {
+						tok = v.Cookie.Value
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, err.Error())
+				} else {
+					ok++
+					want++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ok != requests {
+		for i, f := range failed {
+			if i == 5 {
+				t.Errorf("... and %d more", len(failed)-5)
+				break
+			}
+			t.Error(f)
+		}
+		t.Fatalf("%d of %d requests from %d concurrent clients succeeded", ok, requests, clients)
+	}
+}
