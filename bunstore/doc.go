@@ -52,7 +52,8 @@
 // # Performance
 //
 // Create, Save, Load and Delete each run exactly one statement. Their SQL is
-// built once by New (bun quotes the identifiers) and runs with bound
+// built once by New with bun's query builder (which quotes the identifiers;
+// each dialect's columns and DDL are in one place) and runs with bound
 // arguments on the *bun.DB's *sql.DB, prepared once per connection, which
 // puts the store within a few percent of hand-written database/sql. With
 // pgx's database/sql driver the store leaves preparing to pgx, whose
@@ -86,7 +87,12 @@
 // Migrate's advisory lock is transaction-level and taken inside Migrate's
 // one transaction, so it works in transaction pooling mode too.
 //
-// Because these statements bypass bun's query path, hooks attached to the
-// *bun.DB do not see them: pass hooks with WithQueryHook as well. Migrate
-// runs through bun and its hooks.
+// # Query hooks
+//
+// By default these statements run on the *sql.DB, beside bun's query path,
+// and the query hooks registered on the *bun.DB (bunotel, bundebug) do not
+// see them; Migrate runs through bun and its hooks. WithBunQueryHooks runs
+// every statement on bun's query path, so that those hooks see each of them
+// once, still with bound arguments; it costs a few microseconds per
+// statement (BENCHMARKS.md).
 package bunstore

@@ -195,11 +195,11 @@ func (s *Store) addMissingColumns(ctx context.Context, db bun.IConn) error {
 		return s.addMissingMySQL(ctx, db, table, cols)
 	}
 	// SQLite: one column per ALTER, in the caller's transaction.
-	for _, c := range []struct{ name, typ string }{{"created_at", "INTEGER"}, {"user_key", "TEXT"}} {
-		if cols[c.name] {
+	for _, name := range []string{"created_at", "user_key"} {
+		if cols[name] {
 			continue
 		}
-		if _, err := db.ExecContext(ctx, "ALTER TABLE ? ADD COLUMN ? "+c.typ, table, bun.Ident(c.name)); err != nil {
+		if _, err := db.ExecContext(ctx, s.st.addColumn[name]); err != nil {
 			return err
 		}
 	}
@@ -218,11 +218,10 @@ func (s *Store) addMissingMySQL(ctx context.Context, db bun.IConn, table bun.Ide
 		return err
 	}
 	var add []string
-	if !cols["created_at"] {
-		add = append(add, "ADD COLUMN created_at DATETIME(6) NULL")
-	}
-	if !cols["user_key"] {
-		add = append(add, "ADD COLUMN user_key "+mysqlUserKeyType+" NULL")
+	for _, name := range []string{"created_at", "user_key"} {
+		if !cols[name] {
+			add = append(add, "ADD COLUMN "+name+" "+columnDef(dialect.MySQL, name))
+		}
 	}
 	if indexed == 0 {
 		add = append(add, "ADD INDEX user_key_idx (user_key)")

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/uptrace/bun"
 )
@@ -90,82 +89,113 @@ func (l *lazyStmt) close() error {
 	return nil
 }
 
-// before runs the WithQueryHook hooks, if any, for one statement.
-func (s *Store) before(ctx context.Context, query string, args []any) (context.Context, *bun.QueryEvent) {
-	if len(s.hooks) == 0 {
-		return ctx, nil
-	}
-	ev := &bun.QueryEvent{
-		DB:            s.db,
-		Query:         query,
-		QueryTemplate: query,
-		QueryArgs:     args,
-		StartTime:     time.Now(),
-	}
-	for _, h := range s.hooks {
-		ctx = h.BeforeQuery(ctx, ev)
-	}
-	return ctx, ev
+// statement is one of the store's statements: its SQL text, prepared on
+// first use when the store prepares, and the same statement as a bun query,
+// which WithBunQueryHooks runs on bun's query path.
+type statement struct {
+	lazyStmt
+	bun func(bun.IConn) bunQuery
 }
 
-func (s *Store) after(ctx context.Context, ev *bun.QueryEvent, res sql.Result, err error) {
-	if ev == nil {
-		return
-	}
-	ev.Result, ev.Err = res, err
-	for i := len(s.hooks) - 1; i >= 0; i-- {
-		s.hooks[i].AfterQuery(ctx, ev)
-	}
+// conn runs one statement with the arguments of one store call, on the
+// store's *sql.DB or in tx: it is the bun.IConn that bun's query path hands
+// the rendered statement to (with WithBunQueryHooks), since bun itself
+// would inline the arguments into the SQL text.
+type conn struct {
+	s    *Store
+	tx   *sql.Tx // nil: the pool
+	l    *lazyStmt
+	args []any
 }
 
-// exec runs one statement: prepared by the store, or as SQL text with
-// bound arguments (see WithPreparedStatements).
-func (s *Store) exec(ctx context.Context, l *lazyStmt, args ...any) (sql.Result, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
+var _ bun.IConn = (*conn)(nil)
+
+// stmt returns c.l's prepared statement if the store prepares and query is
+// its text (bun may add a comment, bun.WithComment), else nil: run query as
+// text.
+func (c *conn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if !c.s.prepares || query != c.l.query {
+		return nil, nil
 	}
-	ctx, ev := s.before(ctx, l.query, args)
-	var res sql.Result
-	var err error
-	if !s.prepares {
-		res, err = s.sqldb.ExecContext(ctx, l.query, args...)
-	} else {
-		var st *sql.Stmt
-		if st, err = l.get(ctx, s.sqldb, &s.closed); err == nil {
-			res, err = st.ExecContext(ctx, args...)
-		}
+	st, err := c.l.get(ctx, c.s.sqldb, &c.s.closed)
+	if err != nil || c.tx == nil {
+		return st, err
 	}
-	s.after(ctx, ev, res, err)
-	return res, err
+	return c.tx.StmtContext(ctx, st), nil
 }
 
-// query runs one statement returning rows, as exec does.
-func (s *Store) query(ctx context.Context, l *lazyStmt, args []any) (*sql.Rows, error) {
-	if !s.prepares {
-		return s.sqldb.QueryContext(ctx, l.query, args...)
+// pool is where query runs as text.
+func (c *conn) pool() bun.IConn {
+	if c.tx != nil {
+		return c.tx
 	}
-	st, err := l.get(ctx, s.sqldb, &s.closed)
+	return c.s.sqldb
+}
+
+// ExecContext runs query with c's arguments (bun passes none).
+func (c *conn) ExecContext(ctx context.Context, query string, _ ...any) (sql.Result, error) {
+	st, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	return st.QueryContext(ctx, args...)
+	if st != nil {
+		return st.ExecContext(ctx, c.args...)
+	}
+	return c.pool().ExecContext(ctx, query, c.args...)
 }
 
-// queryRow runs one single-row query, as exec does, and scans it into dest.
-func (s *Store) queryRow(ctx context.Context, l *lazyStmt, args []any, dest ...any) error {
+// QueryContext runs query with c's arguments (bun passes none).
+func (c *conn) QueryContext(ctx context.Context, query string, _ ...any) (*sql.Rows, error) {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return st.QueryContext(ctx, c.args...)
+	}
+	return c.pool().QueryContext(ctx, query, c.args...)
+}
+
+// QueryRowContext runs query with c's arguments (bun passes none; its
+// query path does not call this). If preparing fails, query runs as text
+// and fails there.
+func (c *conn) QueryRowContext(ctx context.Context, query string, _ ...any) *sql.Row {
+	if st, err := c.stmt(ctx, query); err == nil && st != nil {
+		return st.QueryRowContext(ctx, c.args...)
+	}
+	return c.pool().QueryRowContext(ctx, query, c.args...)
+}
+
+// exec runs st with args, in tx unless it is nil (see WithBunQueryHooks
+// and WithPreparedStatements for how).
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, st *statement, args ...any) (sql.Result, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	c := &conn{s: s, tx: tx, l: &st.lazyStmt, args: args}
+	if s.bunHooks {
+		return st.bun(c).Exec(ctx)
+	}
+	return c.ExecContext(ctx, st.query)
+}
+
+// queryRow runs st, a single-row query, with args and scans its row into
+// dest; no row is sql.ErrNoRows.
+func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, st *statement, args []any, dest ...any) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	ctx, ev := s.before(ctx, l.query, args)
-	var err error
-	if !s.prepares {
-		err = s.sqldb.QueryRowContext(ctx, l.query, args...).Scan(dest...)
-	} else {
-		var st *sql.Stmt
-		if st, err = l.get(ctx, s.sqldb, &s.closed); err == nil {
-			err = st.QueryRowContext(ctx, args...).Scan(dest...)
-		}
+	c := &conn{s: s, tx: tx, l: &st.lazyStmt, args: args}
+	if s.bunHooks {
+		_, err := st.bun(c).Exec(ctx, dest...)
+		return err
 	}
-	s.after(ctx, ev, nil, err)
-	return err
+	prepared, err := c.stmt(ctx, st.query)
+	if err != nil {
+		return err
+	}
+	if prepared != nil {
+		return prepared.QueryRowContext(ctx, args...).Scan(dest...)
+	}
+	return c.pool().QueryRowContext(ctx, st.query, args...).Scan(dest...)
 }

@@ -42,7 +42,6 @@ type Store struct {
 	table   string
 	codec   core.Codec
 	logger  *slog.Logger
-	hooks   []bun.QueryHook
 	batch   int
 	recent  *recentWrites // nil when WithRecentWrites(0)
 	closed  atomic.Bool
@@ -50,10 +49,13 @@ type Store struct {
 	// WithPreparedStatements); otherwise it runs SQL text with bound
 	// arguments and the driver decides.
 	prepares bool
+	// bunHooks: run statements on bun's query path (WithBunQueryHooks).
+	bunHooks bool
 
+	b                                             *builder
 	st                                            *statements
-	create, save, deleteVersion, load, del, purge lazyStmt
-	take, takeSelect, userSessions, deleteUser    lazyStmt
+	create, save, deleteVersion, load, del, purge statement
+	take, takeSelect, userSessions, deleteUser    statement
 }
 
 var _ core.UserStore = (*Store)(nil)
@@ -110,7 +112,13 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
-	st, err := buildStatements(db, name, c.schema, c.table)
+	b := &builder{db: db, dialect: name, tableName: c.table, batch: c.batch}
+	if c.schema != "" {
+		b.table, b.schema = bun.Ident(c.schema+"."+c.table), bun.Ident(c.schema)
+	} else {
+		b.table = bun.Ident(c.table)
+	}
+	st, err := buildStatements(b)
 	if err != nil {
 		return nil, err
 	}
@@ -122,23 +130,32 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 		table:   c.table,
 		codec:   c.codec,
 		logger:  c.logger,
-		hooks:   c.hooks,
 		batch:   c.batch,
 		recent:  newRecentWrites(c.recent),
 		st:      st,
 
 		prepares: c.prepare.decide(db.DB),
+		bunHooks: c.bunHooks,
+		b:        b,
 	}
-	s.create.query = st.create
-	s.save.query = st.save
-	s.deleteVersion.query = st.deleteVersion
-	s.load.query = st.load
-	s.del.query = st.delete
-	s.purge.query = st.deleteExpired
-	s.take.query = st.take
-	s.takeSelect.query = st.takeSelect
-	s.userSessions.query = st.userSessions
-	s.deleteUser.query = st.deleteUser
+	for _, x := range []struct {
+		st    *statement
+		query string
+		bun   func(bun.IConn) bunQuery
+	}{
+		{&s.create, st.create, b.create},
+		{&s.save, st.save, b.save},
+		{&s.deleteVersion, st.deleteVersion, b.deleteVersion},
+		{&s.load, st.load, b.load},
+		{&s.del, st.delete, b.delete},
+		{&s.purge, st.deleteExpired, func(c bun.IConn) bunQuery { return b.deleteExpired(c, b.batch) }},
+		{&s.take, st.take, b.take},
+		{&s.takeSelect, st.takeSelect, b.takeSelect},
+		{&s.userSessions, st.userSessions, func(c bun.IConn) bunQuery { return b.userSessions(c) }},
+		{&s.deleteUser, st.deleteUser, b.deleteUser},
+	} {
+		x.st.query, x.st.bun = x.query, x.bun
+	}
 	return s, nil
 }
 
@@ -158,8 +175,8 @@ func (s *Store) TableName() string { return s.table }
 func (s *Store) Close() error {
 	s.closed.Store(true)
 	var errs []error
-	for _, l := range []*lazyStmt{&s.create, &s.save, &s.deleteVersion, &s.load, &s.del, &s.purge, &s.take, &s.takeSelect, &s.userSessions, &s.deleteUser} {
-		errs = append(errs, l.close())
+	for _, st := range []*statement{&s.create, &s.save, &s.deleteVersion, &s.load, &s.del, &s.purge, &s.take, &s.takeSelect, &s.userSessions, &s.deleteUser} {
+		errs = append(errs, st.close())
 	}
 	return errors.Join(errs...)
 }
@@ -175,7 +192,7 @@ func (s *Store) Create(ctx context.Context, rec *core.Record) error {
 	if err != nil {
 		return fmt.Errorf("bunstore: create: encoding the record: %w", err)
 	}
-	res, err := s.exec(ctx, &s.create, string(rec.ID), data, s.expiryArg(rec.Expiry), s.createdArg(rec.Created), userArg(rec.User))
+	res, err := s.exec(ctx, nil, &s.create, string(rec.ID), data, s.expiryArg(rec.Expiry), s.createdArg(rec.Created), userArg(rec.User))
 	if err != nil {
 		if s.dialect == dialect.MySQL && isMySQLDuplicate(err) {
 			return core.ErrCollision
@@ -222,13 +239,13 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 	var err error
 	var data []byte
 	if len(rec.Data) == 0 {
-		res, err = s.exec(ctx, &s.deleteVersion, string(rec.ID), int64(rec.Version))
+		res, err = s.exec(ctx, nil, &s.deleteVersion, string(rec.ID), int64(rec.Version))
 	} else {
 		data, err = s.codec.EncodeMap(rec.Data)
 		if err != nil {
 			return fmt.Errorf("bunstore: save: encoding the record: %w", err)
 		}
-		res, err = s.exec(ctx, &s.save, data, s.expiryArg(rec.Expiry), userArg(rec.User), string(rec.ID), int64(rec.Version))
+		res, err = s.exec(ctx, nil, &s.save, data, s.expiryArg(rec.Expiry), userArg(rec.User), string(rec.ID), int64(rec.Version))
 	}
 	var n int64
 	if err == nil {
@@ -278,7 +295,7 @@ func (s *Store) Load(ctx context.Context, id core.ID, now time.Time) (*core.Reco
 	r := new(rowScan)
 	r.init(s.dialect)
 	r.args = [2]any{string(id), s.expiryArg(now)}
-	err := s.queryRow(ctx, &s.load, r.args[:], r.dest[:]...)
+	err := s.queryRow(ctx, nil, &s.load, r.args[:], r.dest[:]...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -304,7 +321,7 @@ func (s *Store) Take(ctx context.Context, id core.ID, now time.Time) (*core.Reco
 	if s.dialect == dialect.MySQL {
 		err = s.takeMySQL(ctx, id, r)
 	} else {
-		err = s.queryRow(ctx, &s.take, []any{string(id)}, r.dest[:]...)
+		err = s.queryRow(ctx, nil, &s.take, []any{string(id)}, r.dest[:]...)
 	}
 	s.recent.forget(id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -327,33 +344,34 @@ func (s *Store) takeMySQL(ctx context.Context, id core.ID, r *rowScan) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	tx, err := s.sqldb.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	sel, err := s.takeSelect.get(ctx, s.sqldb, &s.closed)
-	if err != nil {
-		return err
-	}
-	del, err := s.del.get(ctx, s.sqldb, &s.closed)
-	if err != nil {
-		return err
+	var (
+		tx               *sql.Tx
+		commit, rollback func() error
+	)
+	if s.bunHooks {
+		// bun's transaction: its hooks see BEGIN and COMMIT too.
+		btx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		tx, commit, rollback = btx.Tx, btx.Commit, btx.Rollback
+	} else {
+		var err error
+		if tx, err = s.sqldb.BeginTx(ctx, nil); err != nil {
+			return err
+		}
+		commit, rollback = tx.Commit, tx.Rollback
 	}
 	args := []any{string(id)}
-	qctx, ev := s.before(ctx, s.takeSelect.query, args)
-	err = tx.StmtContext(qctx, sel).QueryRowContext(qctx, args...).Scan(r.dest[:]...)
-	s.after(qctx, ev, nil, err)
+	err := s.queryRow(ctx, tx, &s.takeSelect, args, r.dest[:]...)
+	if err == nil {
+		_, err = s.exec(ctx, tx, &s.del, args...)
+	}
 	if err != nil {
+		_ = rollback()
 		return err
 	}
-	qctx, ev = s.before(ctx, s.del.query, args)
-	res, err := tx.StmtContext(qctx, del).ExecContext(qctx, args...)
-	s.after(qctx, ev, res, err)
-	if err != nil {
-		return err
-	}
-	return tx.Commit()
+	return commit()
 }
 
 // rowScan is what Load and Take scan one row into: every column through a
@@ -400,20 +418,25 @@ func (s *Store) UserSessions(ctx context.Context, user string, now time.Time) ([
 		return nil, ErrClosed
 	}
 	args := []any{user, s.expiryArg(now)}
-	qctx, ev := s.before(ctx, s.userSessions.query, args)
-	out, err := s.scanInfos(qctx, args)
-	s.after(qctx, ev, nil, err)
+	c := &conn{s: s, l: &s.userSessions.lazyStmt, args: args}
+	var rows *sql.Rows
+	var err error
+	if s.bunHooks {
+		rows, err = s.b.userSessions(c).Rows(ctx)
+	} else {
+		rows, err = c.QueryContext(ctx, s.userSessions.query)
+	}
+	var out []core.SessionInfo
+	if err == nil {
+		out, err = s.scanInfos(rows)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: user sessions: %w", err)
 	}
 	return out, nil
 }
 
-func (s *Store) scanInfos(ctx context.Context, args []any) ([]core.SessionInfo, error) {
-	rows, err := s.query(ctx, &s.userSessions, args)
-	if err != nil {
-		return nil, err
-	}
+func (s *Store) scanInfos(rows *sql.Rows) ([]core.SessionInfo, error) {
 	defer rows.Close()
 	var out []core.SessionInfo
 	mysql := s.dialect == dialect.MySQL
@@ -436,7 +459,7 @@ func (s *Store) scanInfos(ctx context.Context, args []any) ([]core.SessionInfo, 
 // DeleteUserSessions deletes the sessions of user except the one whose id
 // is except, in one statement using the user_key index.
 func (s *Store) DeleteUserSessions(ctx context.Context, user string, except core.ID) (int64, error) {
-	res, err := s.exec(ctx, &s.deleteUser, user, string(except))
+	res, err := s.exec(ctx, nil, &s.deleteUser, user, string(except))
 	if err != nil {
 		return 0, fmt.Errorf("bunstore: delete user sessions: %w", err)
 	}
@@ -453,7 +476,7 @@ func (s *Store) DeleteUserSessions(ctx context.Context, user string, except core
 // Delete removes the record id, if any, in one statement.
 func (s *Store) Delete(ctx context.Context, id core.ID) error {
 	s.recent.forget(id)
-	if _, err := s.exec(ctx, &s.del, string(id)); err != nil {
+	if _, err := s.exec(ctx, nil, &s.del, string(id)); err != nil {
 		return fmt.Errorf("bunstore: delete: %w", err)
 	}
 	return nil
@@ -478,7 +501,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		if limit > 0 && int64(limit)-total < int64(n) {
 			n = int(int64(limit) - total)
 		}
-		res, err := s.exec(ctx, &s.purge, nowArg, n)
+		res, err := s.purgeBatch(ctx, nowArg, n)
 		if err != nil {
 			return total, fmt.Errorf("bunstore: delete expired: %w", err)
 		}
@@ -496,4 +519,27 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		}
 	}
 	return total, nil
+}
+
+// purgeBatch deletes up to n rows expired at nowArg in one statement. Its
+// LIMIT is part of the SQL text (bun's builder takes a number), so a batch
+// smaller than the store's batch size is another statement, rendered when
+// needed and run unprepared: only a caller's limit makes one.
+func (s *Store) purgeBatch(ctx context.Context, nowArg any, n int) (sql.Result, error) {
+	if n == s.batch {
+		return s.exec(ctx, nil, &s.purge, nowArg)
+	}
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	c := &conn{s: s, l: &s.purge.lazyStmt, args: []any{nowArg}}
+	q := s.b.deleteExpired(c, n)
+	if s.bunHooks {
+		return q.Exec(ctx)
+	}
+	query, err := s.b.render(q)
+	if err != nil {
+		return nil, err
+	}
+	return c.ExecContext(ctx, query)
 }

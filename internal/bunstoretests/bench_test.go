@@ -116,12 +116,19 @@ type benchDialect struct {
 
 // benchDialects are the databases and drivers the benchmarks measure:
 // every dialect, plus the settings bunstore documents for PgBouncer on a
-// direct connection: pgx with default_query_exec_mode=exec, lib/pq with
-// binary_parameters=yes and WithPreparedStatements(false).
+// direct connection (pgx with default_query_exec_mode=exec, lib/pq with
+// binary_parameters=yes and WithPreparedStatements(false)), and
+// WithBunQueryHooks on PostgreSQL and SQLite (no hook registered: the cost
+// of bun's query path itself).
 func benchDialects() []benchDialect {
 	var out []benchDialect
 	for _, d := range dbtest.Dialects() {
 		out = append(out, benchDialect{Dialect: d})
+		if d.Name == "postgres" || d.Name == "sqlite" {
+			h := d
+			h.Name += "-bunhooks"
+			out = append(out, benchDialect{h, []bunstore.Option{bunstore.WithBunQueryHooks()}})
+		}
 		if d.Name == "postgres" {
 			d.Name += "-exec"
 			d.Open = func(t testing.TB) *bun.DB { return dbtest.OpenPostgresParams(t, "pgx", "default_query_exec_mode=exec") }

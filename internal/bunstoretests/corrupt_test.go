@@ -314,7 +314,7 @@ func (h *corruptingHook) AfterQuery(context.Context, *bun.QueryEvent) {}
 func TestCorruptedDuringRequest(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
 		hook := &corruptingHook{}
-		s := dbtest.NewStore(t, db, bunstore.WithQueryHook(hook))
+		s := dbtest.NewStore(t, db.WithQueryHook(hook), bunstore.WithBunQueryHooks())
 		h := newHTTPRig(t, s)
 		expiry := map[dialect.Name]corruption{
 			dialect.PG:     {name: "expiry infinity", set: "expiry_date = 'infinity'"},

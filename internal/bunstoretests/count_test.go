@@ -26,7 +26,7 @@ func (h *hookCounter) AfterQuery(_ context.Context, ev *bun.QueryEvent) {
 }
 
 // TestStatementCounts counts statements two ways that must agree: a bun
-// query hook (attached to the *bun.DB and passed with WithQueryHook) and a
+// query hook (attached to the *bun.DB, with WithBunQueryHooks) and a
 // counter in the database/sql driver, which sees everything the pool sends.
 // Store: Create, Save, Load, Delete = 1 statement each. Session: untouched
 // 0, read 1, read-modify-write 2, new 1, unchanged read 1.
@@ -37,7 +37,7 @@ func TestStatementCounts(t *testing.T) {
 			var wire dbtest.Counter
 			hook := &hookCounter{}
 			db := d.OpenCounting(t, &wire).WithQueryHook(hook)
-			s := dbtest.NewStore(t, db, bunstore.WithQueryHook(hook))
+			s := dbtest.NewStore(t, db, bunstore.WithBunQueryHooks())
 			ctx := context.Background()
 			check := func(what string, want int64, fn func()) {
 				t.Helper()

@@ -144,11 +144,12 @@ type errHook struct{ errs []error }
 func (h *errHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
 func (h *errHook) AfterQuery(_ context.Context, ev *bun.QueryEvent)                   { h.errs = append(h.errs, ev.Err) }
 
-// TestQueryHookSeesErrors: a WithQueryHook hook gets the statement's error.
+// TestQueryHookSeesErrors: with WithBunQueryHooks, a hook on the *bun.DB
+// gets the statement's error.
 func TestQueryHookSeesErrors(t *testing.T) {
 	db := dbtest.OpenSQLite(t)
 	h := &errHook{}
-	s, err := bunstore.New(db, bunstore.WithQueryHook(h))
+	s, err := bunstore.New(db.WithQueryHook(h), bunstore.WithBunQueryHooks())
 	if err != nil {
 		t.Fatal(err)
 	}

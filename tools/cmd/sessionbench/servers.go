@@ -374,11 +374,15 @@ func newServer(ctx context.Context, cfg serverConfig) (_ *server, err error) {
 		if ts.oursSchema {
 			opts = append(opts, bunstore.WithSchemaName(cfg.schema))
 		}
+		storeDB := db
 		if cfg.countStatements {
+			// The hook sits on the store's *bun.DB, which runs the
+			// store's statements on its query path.
 			s.statements = &statementCounter{}
-			opts = append(opts, bunstore.WithQueryHook(s.statements))
+			storeDB = db.WithQueryHook(s.statements)
+			opts = append(opts, bunstore.WithBunQueryHooks())
 		}
-		store, err := bunstore.New(db, opts...)
+		store, err := bunstore.New(storeDB, opts...)
 		if err != nil {
 			return nil, err
 		}
