@@ -64,14 +64,13 @@
 // idle connections by default) re-prepares them as connections churn.
 //
 // Concurrent requests on one session (a page firing several requests at
-// once) make saves collide: the second save's version is outdated. The store
-// remembers its last writes (WithRecentWrites, 1024 records of up to 4 KiB
-// by default), so when the winner was written by this process the loser
-// knows it without asking the database and replays on the remembered
-// record: the collision costs no statement of its own. What is remembered
-// is only a hint; the replayed save is still conditional on its version, so
-// a write by another process meanwhile costs a real reload, never a lost
-// write.
+// once) make saves collide: the second save's version is outdated, and
+// core's Session reloads the record and replays its own changes on it (a
+// SELECT and an UPDATE more). core.NewCachingStore in front of the store
+// answers such a save from memory when the winner was written by this
+// process, so the collision costs only the replayed UPDATE; the store keeps
+// no cache of its own (measured from a separate process it did not pay:
+// BENCHMARKS.md).
 //
 // # PgBouncer
 //

@@ -92,9 +92,6 @@ func TestNewErrors(t *testing.T) {
 	if _, err := bunstore.New(db, bunstore.WithDeleteBatchSize(0)); err == nil {
 		t.Error("WithDeleteBatchSize(0) accepted")
 	}
-	if _, err := bunstore.New(db, bunstore.WithRecentWrites(-1)); err == nil {
-		t.Error("WithRecentWrites(-1) accepted")
-	}
 }
 
 func TestDefaults(t *testing.T) {

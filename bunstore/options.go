@@ -16,7 +16,6 @@ type config struct {
 	logger        *slog.Logger
 	bunHooks      bool
 	batch         int
-	recent        int
 	prepare       prepareMode
 }
 
@@ -102,17 +101,4 @@ func WithPreparedStatements(on bool) Option {
 // make New fail.
 func WithDeleteBatchSize(n int) Option {
 	return func(c *config) { c.batch = n }
-}
-
-// WithRecentWrites sets how many recently written sessions the store
-// remembers (their encoded data, up to 4 KiB each), so that a save which
-// conflicts with a write of this process replays on the remembered record
-// instead of reading it back: concurrent requests of one browser on one
-// session then cost one statement less each time they collide. A remembered
-// record is only a hint; the replayed save is still conditional on its
-// version, so nothing is lost when another process wrote meanwhile.
-// Default: 1024 (DefaultRecentWrites). 0 turns it off; negative values make
-// New fail.
-func WithRecentWrites(n int) Option {
-	return func(c *config) { c.recent = n }
 }

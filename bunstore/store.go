@@ -43,7 +43,6 @@ type Store struct {
 	codec   core.Codec
 	logger  *slog.Logger
 	batch   int
-	recent  *recentWrites // nil when WithRecentWrites(0)
 	closed  atomic.Bool
 	// prepares: the store prepares its statements itself (see
 	// WithPreparedStatements); otherwise it runs SQL text with bound
@@ -76,7 +75,7 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 		return nil, errors.New("bunstore: New: db is nil")
 	}
 	name := db.Dialect().Name()
-	c := config{codec: MsgPack, batch: DefaultDeleteBatchSize, recent: DefaultRecentWrites}
+	c := config{codec: MsgPack, batch: DefaultDeleteBatchSize}
 	switch name {
 	case dialect.PG, dialect.MySQL:
 		c.schema, c.table = DefaultSchemaName, DefaultTableName
@@ -106,9 +105,6 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 	if c.batch < 1 {
 		return nil, fmt.Errorf("bunstore: WithDeleteBatchSize(%d): the batch size must be at least 1", c.batch)
 	}
-	if c.recent < 0 {
-		return nil, fmt.Errorf("bunstore: WithRecentWrites(%d): the count must be at least 0", c.recent)
-	}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
@@ -131,7 +127,6 @@ func New(db *bun.DB, opts ...Option) (*Store, error) {
 		codec:   c.codec,
 		logger:  c.logger,
 		batch:   c.batch,
-		recent:  newRecentWrites(c.recent),
 		st:      st,
 
 		prepares: c.prepare.decide(db.DB),
@@ -207,7 +202,6 @@ func (s *Store) Create(ctx context.Context, rec *core.Record) error {
 		return core.ErrCollision
 	}
 	rec.Version = 1
-	s.recent.put(rec.ID, 1, data, storedTime(rec.Expiry), storedTime(rec.Created), rec.User)
 	return nil
 }
 
@@ -228,13 +222,6 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 		// a new id before saving.
 		return fmt.Errorf("bunstore: save: record %s is at version %d, the largest the store holds: move it to a new id", rec.ID, rec.Version)
 	}
-	if w, ok := s.recent.newer(rec.ID, rec.Version); ok {
-		// This store wrote a later version: versions only grow, so the
-		// statement could only match no row. Replaying on the remembered
-		// record costs nothing; if another process wrote meanwhile, the
-		// replayed save conflicts in the database and reloads.
-		return s.conflict(rec, w)
-	}
 	var res sql.Result
 	var err error
 	var data []byte
@@ -252,38 +239,13 @@ func (s *Store) Save(ctx context.Context, rec *core.Record) error {
 		n, err = res.RowsAffected()
 	}
 	if err != nil {
-		s.recent.forget(rec.ID) // the write may or may not have happened
 		return fmt.Errorf("bunstore: save: %w", err)
 	}
 	if n == 0 {
-		if w, ok := s.recent.newer(rec.ID, rec.Version); ok {
-			return s.conflict(rec, w)
-		}
-		// What this store remembers of rec.ID, if anything, is not in the
-		// database: another process wrote since, or the row went back (a
-		// restore, a failover to a lagging replica). Kept, it would send
-		// every save of the reloaded row back to it, conflict after
-		// conflict.
-		s.recent.forget(rec.ID)
 		return core.ErrConflict
 	}
 	rec.Version++
-	if data == nil {
-		s.recent.forget(rec.ID)
-	} else {
-		s.recent.put(rec.ID, rec.Version, data, storedTime(rec.Expiry), storedTime(rec.Created), rec.User)
-	}
 	return nil
-}
-
-// conflict is Save's error for rec when this store remembers w, a later
-// write of the same record: a *core.ConflictError naming it.
-func (s *Store) conflict(rec *core.Record, w recentWrite) error {
-	m, err := s.codec.DecodeMap(w.blob)
-	if err != nil {
-		return core.ErrConflict
-	}
-	return &core.ConflictError{Current: &core.Record{ID: rec.ID, Data: m, Expiry: w.expiry, Version: w.version, Created: w.created, User: w.user}}
 }
 
 // Load returns the record id in one statement, or (nil, nil) if it is
@@ -314,7 +276,6 @@ func (s *Store) Load(ctx context.Context, id core.ID, now time.Time) (*core.Reco
 // that locks the row first on MySQL, which has no RETURNING. It returns
 // (nil, nil) if the record is missing or expired at now.
 func (s *Store) Take(ctx context.Context, id core.ID, now time.Time) (*core.Record, error) {
-	s.recent.forget(id)
 	r := new(rowScan)
 	r.init(s.dialect)
 	var err error
@@ -323,7 +284,6 @@ func (s *Store) Take(ctx context.Context, id core.ID, now time.Time) (*core.Reco
 	} else {
 		err = s.queryRow(ctx, nil, &s.take, []any{string(id)}, r.dest[:]...)
 	}
-	s.recent.forget(id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -467,15 +427,11 @@ func (s *Store) DeleteUserSessions(ctx context.Context, user string, except core
 	if err != nil {
 		return 0, fmt.Errorf("bunstore: delete user sessions: %w", err)
 	}
-	if n > 0 {
-		s.recent.forgetAll()
-	}
 	return n, nil
 }
 
 // Delete removes the record id, if any, in one statement.
 func (s *Store) Delete(ctx context.Context, id core.ID) error {
-	s.recent.forget(id)
 	if _, err := s.exec(ctx, nil, &s.del, string(id)); err != nil {
 		return fmt.Errorf("bunstore: delete: %w", err)
 	}

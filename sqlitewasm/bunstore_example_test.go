@@ -143,22 +143,23 @@ func Example_continuouslyDeleteExpired() {
 }
 
 // Two requests of one browser change the same session at the same time: the
-// one that saves second collides with the first. Both changes survive; and
-// because the first was written by this store, the second replays on the
-// record it remembers instead of reading it back (bunstore.WithRecentWrites).
-func Example_recentWrites() {
+// one that saves second collides with the first. Both changes survive. With
+// core's CachingStore in front, the second replays on the cached winner
+// instead of reading it back from the database.
+func Example_concurrentRequests() {
 	db, done := exampleDB()
 	defer done()
 
 	ctx := context.Background()
-	store, err := bunstore.New(db, bunstore.WithRecentWrites(bunstore.DefaultRecentWrites)) // the default
+	sqlStore, err := bunstore.New(db)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer store.Close()
-	if err := store.Migrate(ctx); err != nil {
+	defer sqlStore.Close()
+	if err := sqlStore.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
+	store := core.NewCachingStore(sqlStore, core.CachingOptions{})
 	first := core.NewSession(store, "", nil)
 	if err := first.Insert(ctx, "theme", "dark"); err != nil {
 		log.Fatal(err)

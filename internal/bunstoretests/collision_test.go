@@ -63,24 +63,27 @@ func keysOf(t *testing.T, s core.Store, token string) string {
 	return strings.Join(keys, ",")
 }
 
-// TestRecentWritesSaveTheReload: a save that loses to a write of the same
-// store knows it before asking the database and replays on the remembered
-// record: 1 statement (the replayed UPDATE), as without a collision, instead
-// of 3 (the failed UPDATE, a SELECT, the replayed UPDATE), on every dialect,
-// counted on the wire; and nothing is lost either way.
-func TestRecentWritesSaveTheReload(t *testing.T) {
+// TestCollisionStatements: a save that loses to a concurrent write of the
+// same session costs the store 3 statements (the failed UPDATE, a SELECT,
+// the replayed UPDATE); with core's CachingStore in front, which names the
+// cached winner itself, 1 (the replayed UPDATE), as without a collision.
+// Counted on the wire, on every dialect; nothing is lost either way.
+func TestCollisionStatements(t *testing.T) {
 	for _, d := range dbtest.Dialects() {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			for _, tc := range []struct {
-				name   string
-				recent int
-				want   int64
-			}{{"remembered", bunstore.DefaultRecentWrites, 1}, {"off", 0, 3}} {
+				name    string
+				caching bool
+				want    int64
+			}{{"store", false, 3}, {"caching", true, 1}} {
 				t.Run(tc.name, func(t *testing.T) {
 					var wire dbtest.Counter
 					db := d.OpenCounting(t, &wire)
-					s := dbtest.NewStore(t, db, bunstore.WithRecentWrites(tc.recent))
+					var s core.Store = dbtest.NewStore(t, db)
+					if tc.caching {
+						s = core.NewCachingStore(s, core.CachingOptions{})
+					}
 					sess := core.NewSession(s, "", nil)
 					insertCommit(t, sess, "n", 1, core.Saved)
 					token := sess.Token().String()
@@ -101,29 +104,30 @@ func TestRecentWritesSaveTheReload(t *testing.T) {
 	}
 }
 
-// TestRecentWritesAcrossProcesses: what one store remembers is outdated by a
-// write of another store on the same table (another process). The replay on
-// the outdated record conflicts again and reloads for real: every write
-// survives. A session the other process deleted is not resurrected from
-// memory.
-func TestRecentWritesAcrossProcesses(t *testing.T) {
+// TestTwoProcesses: a CachingStore's record is outdated by a write of
+// another store on the same table (another process). The replay on the
+// outdated record conflicts in the database and reloads for real: every
+// write survives. A session the other process deleted is not resurrected
+// from memory.
+func TestTwoProcesses(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		p1 := dbtest.NewStore(t, db)
-		p2 := twin(t, db, p1)
+		s1 := dbtest.NewStore(t, db)
+		p1 := core.NewCachingStore(s1, core.CachingOptions{})
+		p2 := twin(t, db, s1)
 
 		sess := core.NewSession(p1, "", nil)
 		insertCommit(t, sess, "n", 1, core.Saved)
 		token := sess.Token().String()
 		x := loadedSession(t, p1, token)                                 // version 1
-		insertCommit(t, loadedSession(t, p1, token), "y", 2, core.Saved) // p1 remembers version 2
+		insertCommit(t, loadedSession(t, p1, token), "y", 2, core.Saved) // p1 caches version 2
 		insertCommit(t, loadedSession(t, p2, token), "z", 3, core.Saved) // the table is at 3
 		insertCommit(t, x, "x", 4, core.Saved)
 		if got := keysOf(t, p2, token); got != "n,x,y,z" {
 			t.Errorf("keys %q, want n,x,y,z", got)
 		}
 
-		// Deleted by the other process while p1 still remembers it.
+		// Deleted by the other process while p1 still caches it.
 		sess = core.NewSession(p1, "", nil)
 		insertCommit(t, sess, "n", 1, core.Saved)
 		token = sess.Token().String()
@@ -139,46 +143,6 @@ func TestRecentWritesAcrossProcesses(t *testing.T) {
 		}
 		if rec, err := p2.Load(ctx, tok.ID(), time.Now()); err != nil || rec != nil {
 			t.Errorf("a session deleted by another process came back: %+v, %v", rec, err)
-		}
-	})
-}
-
-// TestRecentWritesConflictError: the error of a save that lost to a
-// remembered write names that record exactly, and still is ErrConflict; a
-// large record is not remembered.
-func TestRecentWritesConflictError(t *testing.T) {
-	eachDialect(t, func(t *testing.T, db *bun.DB) {
-		ctx := context.Background()
-		s := dbtest.NewStore(t, db)
-		for _, size := range []int{10, 8 << 10} {
-			rec := newRecord(t, s, now().Add(time.Hour), "k", strings.Repeat("v", size))
-			if err := s.Create(ctx, rec); err != nil {
-				t.Fatal(err)
-			}
-			stale := rec.Clone()
-			won := rec.Clone()
-			won.Data["w"] = []byte{0xc3} // msgpack true
-			if err := s.Save(ctx, won); err != nil {
-				t.Fatal(err)
-			}
-			err := s.Save(ctx, stale)
-			var ce *core.ConflictError
-			switch {
-			case !errors.Is(err, core.ErrConflict):
-				t.Fatalf("size %d: stale save: %v, want ErrConflict", size, err)
-			case size > 4<<10:
-				if errors.As(err, &ce) {
-					t.Errorf("size %d: a record over 4 KiB was remembered", size)
-				}
-			case !errors.As(err, &ce) || ce.Current == nil:
-				t.Fatalf("size %d: stale save: %v, want a ConflictError naming the record", size, err)
-			default:
-				got := ce.Current
-				if got.ID != won.ID || got.Version != 2 || !got.Expiry.Equal(won.Expiry.Truncate(time.Microsecond)) ||
-					len(got.Data) != 2 || string(got.Data["w"]) != "\xc3" {
-					t.Errorf("size %d: named %+v, want the saved version 2", size, got)
-				}
-			}
 		}
 	})
 }
