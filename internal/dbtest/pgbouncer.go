@@ -33,7 +33,8 @@ const PgBouncerPath = "/usr/sbin/pgbouncer"
 //
 // PgBouncer runs as a child process of the test, listening on a free
 // loopback port, with its configuration in a temporary directory; it logs
-// to a buffer shown when the test fails, and is stopped when the test ends.
+// to a buffer shown when the test fails, and is stopped when the test ends
+// (on Linux also when the test process dies without cleaning up).
 // It connects to the server as serverURL's user (and password) whatever
 // user a client names (auth_type=any), so it needs no user list.
 //
@@ -44,15 +45,7 @@ func PgBouncerURL(t testing.TB, serverURL string) string {
 	if noSockets {
 		t.Skipf("PgBouncer: a %s module cannot start processes or open network connections, skipping", runtime.GOOS)
 	}
-	bin := PgBouncerPath
-	if _, err := os.Stat(bin); err != nil {
-		if bin, err = exec.LookPath("pgbouncer"); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("pgbouncer is not installed (CI is set, so this is a failure, not a skip; .ci/run installs Debian's pgbouncer package)")
-			}
-			t.Skipf("pgbouncer is not installed, skipping (apt-get install pgbouncer; set CI=1 to make this a failure)")
-		}
-	}
+	bin := pgBouncerBin(t)
 	u, err := url.Parse(serverURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("PgBouncer: %s is not a postgres:// URL (%v)", dburl.EnvPostgres, err)
@@ -95,6 +88,23 @@ func PgBouncerURL(t testing.TB, serverURL string) string {
 	return ""
 }
 
+// pgBouncerBin returns the pgbouncer binary, or skips the test (fails it
+// under CI).
+func pgBouncerBin(t testing.TB) string {
+	t.Helper()
+	if _, err := os.Stat(PgBouncerPath); err == nil {
+		return PgBouncerPath
+	}
+	bin, err := exec.LookPath("pgbouncer")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("pgbouncer is not installed (CI is set, so this is a failure, not a skip; .ci/run installs Debian's pgbouncer package)")
+		}
+		t.Skipf("pgbouncer is not installed, skipping (apt-get install pgbouncer; set CI=1 to make this a failure)")
+	}
+	return bin
+}
+
 // connValue quotes v for a libpq-style connection string, as PgBouncer's
 // [databases] section reads it.
 func connValue(v string) string {
@@ -133,20 +143,25 @@ max_client_conn = 500
 default_pool_size = 20
 ignore_startup_parameters = extra_float_digits
 `, server, port)
+	cmd := exec.Command(bin)
 	if os.Geteuid() == 0 {
-		// PgBouncer refuses to run as root; it drops to this user after
-		// reading its configuration.
+		// PgBouncer refuses to run as root.
 		name := "nobody"
 		if _, err := user.Lookup("postgres"); err == nil {
 			name = "postgres"
 		}
-		conf += "user = " + name + "\n"
+		conf += runAs(cmd, name)
 	}
 	path := filepath.Join(dir, "pgbouncer-"+port+".ini")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p := &pgBouncer{t: t, cmd: exec.Command(bin, path), log: new(syncBuffer), done: make(chan struct{})}
+	if err := giveTo(cmd, path); err != nil {
+		return nil, err
+	}
+	cmd.Args = append(cmd.Args, path)
+	dieWithTest(cmd)
+	p := &pgBouncer{t: t, cmd: cmd, log: new(syncBuffer), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
