@@ -968,18 +968,26 @@ func testSessionCycleKeepsAcknowledged(t *testing.T, s core.Store) {
 				}
 			})
 		}
+		// halt stops the writers before failing, so none outlives the test.
+		halt := func(err error) {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatal(err)
+		}
 		login := core.NewSession(s, token, nil)
 		if _, err := login.Keys(ctx); err != nil {
-			t.Fatal(err)
+			halt(err)
 		}
 		time.Sleep(time.Duration(round) * 5 * time.Millisecond) // let writes land after the read
 		if err := login.CycleID(ctx); err != nil {
-			t.Fatal(err)
+			halt(err)
 		}
 		if err := login.Insert(ctx, "role", "admin"); err != nil {
-			t.Fatal(err)
+			halt(err)
 		}
-		commit(t, login, core.Saved)
+		if res, err := login.Commit(ctx); err != nil || res != core.Saved {
+			halt(fmt.Errorf("login Commit = %v, %v; want saved", res, err))
+		}
 		time.Sleep(5 * time.Millisecond) // writers keep trying with the old token
 		stop.Store(true)
 		wg.Wait()
