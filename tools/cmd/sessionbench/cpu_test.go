@@ -38,11 +38,20 @@ func TestProcessCostsCountThisProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Burn well over one clock tick of CPU, and make a few system calls.
-	deadline := time.Now().Add(200 * time.Millisecond)
+	// Burn well over one clock tick of CPU (as the scheduler allows: on a
+	// loaded machine 200 ms of wall time may give far less), and make a
+	// few system calls.
+	var used roundCosts
 	x := 0
-	for time.Now().Before(deadline) {
-		x++
+	for deadline := time.Now().Add(10 * time.Second); used.cpu < 60*time.Millisecond && time.Now().Before(deadline); {
+		for range 1 << 20 {
+			x++
+		}
+		now, err := processCosts(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		used.cpu = now.since(before).cpu
 	}
 	for range 10 {
 		if _, err := os.ReadFile("/proc/self/stat"); err != nil {

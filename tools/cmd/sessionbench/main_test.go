@@ -110,6 +110,9 @@ func testServer(tb testing.TB, name, s string, floorRow bool) http.Handler {
 // increments at most, and sqlsessions' statements per request. A database
 // that cannot be reached, or wrk missing, skips (fails under CI).
 func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs wrk against every server, backend and workload; skipped with -short (.ci/run runs it)")
+	}
 	requireWrk(t)
 	for _, name := range backendNames {
 		t.Run(name, func(t *testing.T) {
