@@ -21,6 +21,13 @@
 //     wait for the lock instead of failing with "database is locked";
 //   - write transactions begin IMMEDIATE (_txlock=immediate), so a
 //     transaction that reads and then writes never dead-ends in SQLITE_BUSY;
+//   - a statement stopped because its context ended fails with an error
+//     that wraps the context's error (errors.Is(err, context.Canceled)) as
+//     well as SQLite's: the driver alone reports only "database is locked"
+//     (SQLITE_BUSY: the context ended while it waited for a lock) or
+//     "interrupted" (SQLITE_INTERRUPT: it ended while the statement ran),
+//     which looks like a database locked for the whole busy timeout. An
+//     interrupted write may still have committed;
 //   - files use journal_mode=WAL and synchronous=NORMAL: readers never block
 //     the writer and a commit costs no fsync;
 //   - the write-ahead log stays small under load. SQLite's automatic

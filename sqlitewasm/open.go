@@ -175,22 +175,21 @@ type connector struct {
 	wal     *walLimiter // nil: SQLite's own automatic checkpoints
 }
 
-// Connect opens a connection and, for a file database, installs the WAL
-// limiter (see walLimiter).
+// Connect opens a connection, installs the WAL limiter for a file database
+// (see walLimiter), and wraps it so that errors caused by a context's end
+// wrap that context's error (see ctxErr).
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
-	if err != nil || c.wal == nil {
-		return conn, err
-	}
-	raw, ok := conn.(sqlite3driver.Conn)
-	if !ok {
-		return conn, nil
-	}
-	if err := c.wal.install(raw.Raw()); err != nil {
-		conn.Close()
+	if err != nil {
 		return nil, err
 	}
-	return conn, nil
+	if raw, ok := conn.(sqlite3driver.Conn); ok && c.wal != nil {
+		if err := c.wal.install(raw.Raw()); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return wrapConn(conn), nil
 }
 
 var _ io.Closer = (*connector)(nil)
