@@ -87,8 +87,11 @@ func (w *walLimiter) checkpoint(c *sqlite3.Conn, schema string, frames, pages in
 	nLog, _, err := c.WALCheckpoint(schema, sqlite3.CHECKPOINT_RESTART)
 	c.BusyTimeout(busy)
 	// nLog is -1 when another connection holds the checkpoint lock: it is
-	// checkpointing, so this is no failure to back off from.
-	if err != nil && nLog >= 0 {
+	// checkpointing, so this is no failure to back off from. Nor is one
+	// whose statement's context ended: the driver's busy handler then gave
+	// up without waiting, which says nothing about writers or readers, and
+	// the next commit tries again.
+	if err != nil && nLog >= 0 && c.GetInterrupt().Err() == nil {
 		w.failed(frames, pages)
 	}
 }
