@@ -20,7 +20,7 @@ import (
 // promise that a call whose context ends returns an error wrapping the
 // context's error. The wrappers below add the context's error to those two
 // errors and keep SQLite's. They retry nothing: an interrupted write may have
-// committed (SQLite checks for the interrupt once more after the commit).
+// committed (SQLite calls the progress handler once more after the commit).
 
 // driverConn is what the wrappers need of the driver's connection.
 type driverConn interface {
