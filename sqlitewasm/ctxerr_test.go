@@ -189,14 +189,13 @@ func TestDriverInterfaces(t *testing.T) {
 	db := mustOpen(t, "sqlite::memory:")
 
 	connIfaces := []reflect.Type{
-		reflect.TypeFor[driver.Pinger](), reflect.TypeFor[driver.Execer](), reflect.TypeFor[driver.ExecerContext](),
-		reflect.TypeFor[driver.Queryer](), reflect.TypeFor[driver.QueryerContext](), reflect.TypeFor[driver.ConnPrepareContext](),
+		reflect.TypeFor[driver.Pinger](), reflect.TypeFor[driver.ExecerContext](), reflect.TypeFor[driver.QueryerContext](), reflect.TypeFor[driver.ConnPrepareContext](),
 		reflect.TypeFor[driver.ConnBeginTx](), reflect.TypeFor[driver.SessionResetter](), reflect.TypeFor[driver.Validator](),
 		reflect.TypeFor[driver.NamedValueChecker](), reflect.TypeFor[sqlite3driver.Conn](),
 	}
 	stmtIfaces := []reflect.Type{
 		reflect.TypeFor[driver.StmtExecContext](), reflect.TypeFor[driver.StmtQueryContext](),
-		reflect.TypeFor[driver.NamedValueChecker](), reflect.TypeFor[driver.ColumnConverter](),
+		reflect.TypeFor[driver.NamedValueChecker](),
 	}
 	rowsIfaces := []reflect.Type{
 		reflect.TypeFor[driver.RowsColumnTypeDatabaseTypeName](), reflect.TypeFor[driver.RowsColumnTypeLength](),
