@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -949,7 +950,12 @@ func testSessionCycleKeepsAcknowledged(t *testing.T, s core.Store) {
 		)
 		for w := range 4 {
 			wg.Go(func() {
-				for j := 0; !stop.Load(); j++ {
+				// A bounded number of writes, each followed by a yield:
+				// on a single-threaded runtime (wasip1) without preemption,
+				// writers that never block would starve the login goroutine
+				// and grow the session until memory runs out.
+				for j := 0; j < 2000 && !stop.Load(); j++ {
+					runtime.Gosched()
 					sess := core.NewSession(s, token, nil)
 					key := fmt.Sprintf("g%d-%d", w, j)
 					if err := sess.Insert(ctx, key, j); err != nil {
