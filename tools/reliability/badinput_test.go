@@ -242,22 +242,29 @@ func TestOversizedCookies(t *testing.T) {
 			"10000 other cookies":              strings.Repeat("x=y; ", 10000),
 		}
 		for name, h := range headers {
-			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/read", nil)
-			req.Header.Set("Cookie", h)
-			start := time.Now()
-			resp, err := srv.Client().Do(req)
-			took := time.Since(start)
-			if err != nil {
-				t.Fatalf("%s, %s: %v", mode, name, err)
+			// The fastest of three answers: one slow answer on a busy
+			// machine (CI runs packages in parallel, under -race) says
+			// nothing about the work a header costs.
+			took := time.Hour
+			for range 3 {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL+"/read", nil)
+				req.Header.Set("Cookie", h)
+				start := time.Now()
+				resp, err := srv.Client().Do(req)
+				took = min(took, time.Since(start))
+				if err != nil {
+					t.Fatalf("%s, %s: %v", mode, name, err)
+				}
+				var st State
+				_ = json.NewDecoder(resp.Body).Decode(&st)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || st.Present {
+					t.Errorf("%s, %s (%d bytes): status %d, session %+v", mode, name, len(h), resp.StatusCode, st)
+				}
 			}
-			var st State
-			_ = json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || st.Present {
-				t.Errorf("%s, %s (%d bytes): status %d, session %+v", mode, name, len(h), resp.StatusCode, st)
-			}
+			t.Logf("%s, %s (%d bytes): answered in %v", mode, name, len(h), took)
 			if took > 100*time.Millisecond {
-				t.Errorf("%s, %s (%d bytes): answered in %v, want < 100ms", mode, name, len(h), took)
+				t.Errorf("%s, %s (%d bytes): answered in %v at best, want < 100ms", mode, name, len(h), took)
 			}
 		}
 	}
