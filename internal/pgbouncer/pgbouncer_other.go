@@ -1,6 +1,6 @@
 //go:build !linux
 
-package dbtest
+package pgbouncer
 
 import "os/exec"
 
@@ -11,6 +11,6 @@ func runAs(_ *exec.Cmd, name string) string { return "user = " + name + "\n" }
 // giveTo has nothing to do: PgBouncer reads its configuration as root.
 func giveTo(*exec.Cmd, string) error { return nil }
 
-// dieWithTest cannot ask the kernel for anything here: PgBouncer is
-// stopped by the test's cleanup only.
-func dieWithTest(*exec.Cmd) {}
+// dieWithParent cannot ask the kernel for anything here: PgBouncer is
+// stopped by Stop only.
+func dieWithParent(*exec.Cmd) {}

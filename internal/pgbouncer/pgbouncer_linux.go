@@ -1,4 +1,4 @@
-package dbtest
+package pgbouncer
 
 import (
 	"os"
@@ -10,9 +10,9 @@ import (
 	"syscall"
 )
 
-// runAs starts cmd as the user name (the test runs as root) and returns
+// runAs starts cmd as the user name (we run as root) and returns
 // the configuration lines that takes: none, as PgBouncer starts as that
-// user (had it dropped root itself, the kernel would forget dieWithTest).
+// user (had it dropped root itself, the kernel would forget dieWithParent).
 // Its configuration must be readable by that user: giveTo sees to it.
 func runAs(cmd *exec.Cmd, name string) string {
 	u, err := user.Lookup(name)
@@ -32,7 +32,7 @@ func runAs(cmd *exec.Cmd, name string) string {
 }
 
 // giveTo lets cmd's user (see runAs) read path and the directories above
-// it that the test created.
+// it that we created.
 func giveTo(cmd *exec.Cmd, path string) error {
 	if cmd.SysProcAttr == nil || cmd.SysProcAttr.Credential == nil {
 		return nil
@@ -41,7 +41,7 @@ func giveTo(cmd *exec.Cmd, path string) error {
 	if err := os.Chown(path, int(c.Uid), int(c.Gid)); err != nil {
 		return err
 	}
-	// t.TempDir's directories are 0700: let the user through the ones
+	// Temporary directories are 0700: let the user through the ones
 	// under the temporary directory, and no one else read the
 	// configuration (it may hold a password).
 	tmp := filepath.Clean(os.TempDir()) + string(filepath.Separator)
@@ -53,9 +53,9 @@ func giveTo(cmd *exec.Cmd, path string) error {
 	return nil
 }
 
-// dieWithTest has the kernel kill PgBouncer when the test process ends,
-// even if it never runs its cleanups (a panic, a timeout, a kill).
-func dieWithTest(cmd *exec.Cmd) {
+// dieWithParent has the kernel kill PgBouncer when the process that started it ends,
+// even if it never stops it (a panic, a timeout, a kill).
+func dieWithParent(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
