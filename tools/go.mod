@@ -13,6 +13,7 @@ require (
 	github.com/sqlsessions/sqlsessions/core v0.1.0
 	github.com/sqlsessions/sqlsessions/httpadapter v0.1.0
 	github.com/sqlsessions/sqlsessions/internal v0.1.0
+	github.com/sqlsessions/sqlsessions/pgnotify v0.1.0
 	github.com/sqlsessions/sqlsessions/sqlitewasm v0.1.0
 	github.com/uptrace/bun v1.3.0
 	github.com/uptrace/bun/dialect/mysqldialect v1.3.0
@@ -62,3 +63,5 @@ replace github.com/sqlsessions/sqlsessions/httpadapter => ../httpadapter
 replace github.com/sqlsessions/sqlsessions/sqlitewasm => ../sqlitewasm
 
 replace github.com/sqlsessions/sqlsessions/internal => ../internal
+
+replace github.com/sqlsessions/sqlsessions/pgnotify => ../pgnotify

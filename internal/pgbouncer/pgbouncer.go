@@ -244,6 +244,9 @@ func (p *Process) Stop() {
 	})
 }
 
+// Pid is PgBouncer's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Log is what PgBouncer wrote so far.
 func (p *Process) Log() string { return p.log.String() }
 

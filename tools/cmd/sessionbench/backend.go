@@ -7,11 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sqlsessions/sqlsessions/bunstore"
+	"github.com/sqlsessions/sqlsessions/internal/dburl"
+	"github.com/sqlsessions/sqlsessions/internal/pgbouncer"
+	"github.com/sqlsessions/sqlsessions/pgnotify"
 	"github.com/uptrace/bun"
 )
 
@@ -27,6 +32,81 @@ type backend struct {
 	// (see tablesOf).
 	tidy, settle []string
 	closers      []func() error // run in reverse order by close
+	// pooler is the PgBouncer the server processes' pools go through
+	// (--pgbouncer), or nil.
+	pooler *pgbouncer.Process
+}
+
+// poolURL is the URL the server processes' pools open: PgBouncer's, or ""
+// for the database's own (SQLSESSIONS_POSTGRES_URL).
+func (b *backend) poolURL() string {
+	if b.pooler == nil {
+		return ""
+	}
+	return b.pooler.URL
+}
+
+// startPgBouncer starts a PgBouncer in transaction mode with
+// default_pool_size poolSize in front of the PostgreSQL server, for the
+// server processes' pools, with pgx's default_query_exec_mode=exec in its
+// URL (docs/many-instances.md); close stops it.
+func (b *backend) startPgBouncer(poolSize int) error {
+	u, err := withQuery(dburl.PostgresURLFromEnv(), "default_query_exec_mode", "exec")
+	if err != nil {
+		return err
+	}
+	p, err := pgbouncer.Start(u, pgbouncer.Config{DefaultPoolSize: poolSize, MaxClientConn: max(pgbouncer.DefaultMaxClientConn, 2*poolSize)})
+	if err != nil {
+		return err
+	}
+	b.pooler = p
+	b.closers = append(b.closers, func() error { p.Stop(); return nil })
+	return nil
+}
+
+// withQuery returns the URL rawURL with the query parameter key set to
+// value.
+func withQuery(rawURL, key, value string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", dburl.EnvPostgres, err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// installTriggers installs pgnotify's triggers on sqlsessions' table, once
+// for the run, as an application's deployment does: the server processes'
+// listeners skip installing. They go with the schema at the end.
+func (b *backend) installTriggers(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, dburl.PostgresURLFromEnv())
+	if err != nil {
+		return fmt.Errorf("pgnotify: %w", err)
+	}
+	defer conn.Close(context.Background())
+	return pgnotify.Install(ctx, conn, b.schema, bunstore.DefaultTableName)
+}
+
+// checkConnections fails when the server processes of one round may need
+// more PostgreSQL connections than it allows: each instance's pool and
+// listener, and the parent's pool.
+func (b *backend) checkConnections(ctx context.Context, cfg config) error {
+	var avail int
+	q := "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+	if err := b.db.QueryRowContext(ctx, q).Scan(&avail); err != nil {
+		return fmt.Errorf("reading max_connections: %w", err)
+	}
+	need := cfg.instances*cfg.pool + parentPool
+	if cfg.pgnotify {
+		need += cfg.instances
+	}
+	if need > avail {
+		return fmt.Errorf("%d instances x pool %d (plus listeners and sessionbench's own %d) need %d connections; PostgreSQL allows %d (max_connections - superuser_reserved_connections): lower --pool or --instances",
+			cfg.instances, cfg.pool, parentPool, need, avail)
+	}
+	return nil
 }
 
 func (b *backend) close() error {
@@ -36,6 +116,9 @@ func (b *backend) close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// parentPool is the size of sessionbench's own pool on a database.
+const parentPool = 2
 
 func randomName() string {
 	var b [6]byte
@@ -63,7 +146,7 @@ func newBackend(ctx context.Context, name, tempDir string, floorRow bool) (_ *ba
 	switch name {
 	case "postgres":
 		// Statements name the schema: one pool serves both.
-		if db, err = openDB(ctx, name, "", 2); err != nil {
+		if db, err = openDB(ctx, name, "", "", parentPool); err != nil {
 			return nil, err
 		}
 		b.closers = append(b.closers, db.Close)
@@ -75,7 +158,7 @@ func newBackend(ctx context.Context, name, tempDir string, floorRow bool) (_ *ba
 			return err
 		})
 	case "mysql":
-		admin, err := openDB(ctx, name, "", 1)
+		admin, err := openDB(ctx, name, "", "", 1)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +170,7 @@ func newBackend(ctx context.Context, name, tempDir string, floorRow bool) (_ *ba
 			_, err := admin.ExecContext(context.Background(), "DROP DATABASE `"+b.schema+"`")
 			return err
 		})
-		if db, err = openDB(ctx, name, b.schema, 2); err != nil {
+		if db, err = openDB(ctx, name, b.schema, "", parentPool); err != nil {
 			return nil, err
 		}
 		b.closers = append(b.closers, db.Close)
@@ -98,7 +181,7 @@ func newBackend(ctx context.Context, name, tempDir string, floorRow bool) (_ *ba
 		}
 		b.closers = append(b.closers, func() error { return os.RemoveAll(dir) })
 		b.schema = filepath.Join(dir, "sessions.db")
-		if db, err = openDB(ctx, name, b.schema, 2); err != nil {
+		if db, err = openDB(ctx, name, b.schema, "", parentPool); err != nil {
 			return nil, err
 		}
 		b.closers = append(b.closers, db.Close)

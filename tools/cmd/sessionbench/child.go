@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -38,6 +39,9 @@ func startChild(ctx context.Context, exe string, cfg serverConfig, cpuProfile st
 	c := &child{name: cfg.backend + "/" + cfg.server, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(exe, serveArgs(cfg, cpuProfile)...)
 	c.cmd.Stderr = c.stderr
+	if cfg.poolURL != "" {
+		c.cmd.Env = append(os.Environ(), poolURLEnv+"="+cfg.poolURL)
+	}
 	var err error
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		return nil, err

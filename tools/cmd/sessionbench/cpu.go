@@ -23,11 +23,13 @@ type costs struct {
 	reads, writes uint64        // its read and write system calls
 	stats         processStats  // what it counts of itself
 	db            dbCPU
+	pooler        time.Duration // PgBouncer's process (--pgbouncer)
 }
 
 // roundCosts is what a round used: the difference of two costs.
 type roundCosts struct {
 	cpu, db       time.Duration
+	pooler        time.Duration
 	reads, writes uint64
 	allocs        uint64
 	allocBytes    uint64
@@ -37,7 +39,7 @@ type roundCosts struct {
 
 func (c roundCosts) plus(o roundCosts) roundCosts {
 	return roundCosts{
-		cpu: c.cpu + o.cpu, db: c.db + o.db, reads: c.reads + o.reads, writes: c.writes + o.writes,
+		cpu: c.cpu + o.cpu, db: c.db + o.db, pooler: c.pooler + o.pooler, reads: c.reads + o.reads, writes: c.writes + o.writes,
 		allocs: c.allocs + o.allocs, allocBytes: c.allocBytes + o.allocBytes, gc: c.gc + o.gc,
 		statements: c.statements + o.statements,
 	}
@@ -46,7 +48,7 @@ func (c roundCosts) plus(o roundCosts) roundCosts {
 // since returns what was used between before and c.
 func (c costs) since(before costs) roundCosts {
 	return roundCosts{
-		cpu: c.cpu - before.cpu, db: c.db.since(before.db),
+		cpu: c.cpu - before.cpu, db: c.db.since(before.db), pooler: c.pooler - before.pooler,
 		reads: c.reads - before.reads, writes: c.writes - before.writes,
 		allocs: c.stats.Allocs - before.stats.Allocs, allocBytes: c.stats.AllocBytes - before.stats.AllocBytes,
 		gc:         time.Duration((c.stats.GCSeconds - before.stats.GCSeconds) * float64(time.Second)),

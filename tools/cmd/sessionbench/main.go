@@ -68,13 +68,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sqlsessions/sqlsessions/internal/pgbouncer"
 )
 
 // defaultSessions is how many sessions each server gets seeded with unless
@@ -84,6 +88,10 @@ const defaultSessions = 10_000
 
 // presetSeed names the seed examples' settings (see the package doc).
 const presetSeed = "seed"
+
+// maxInstances bounds --instances: on PostgreSQL each instance holds its
+// pool (and its listener), within max_connections.
+const maxInstances = 4
 
 // config is what the flags say.
 type config struct {
@@ -104,7 +112,12 @@ type config struct {
 	json        bool
 	cpuProfile  string // a directory for the server processes' profiles
 	wrk         string
-	tempDir     string // where the SQLite file and wrk's files go ("": the system's)
+	tempDir     string   // where the SQLite file and wrk's files go ("": the system's)
+	servers     []string // in serverNames' order
+	instances   int      // server processes per server and round, on the same tables
+	cache       bool     // sqlsessions behind core.CachingStore
+	pgnotify    bool     // the cache fed by pgnotify (PostgreSQL; implies cache)
+	pgbouncer   bool     // the servers' pools through PgBouncer in transaction mode (PostgreSQL)
 }
 
 // RoundResult is one server's one round.
@@ -138,6 +151,9 @@ type ServerResult struct {
 	// processes this machine does not show).
 	ServerCPUMicros float64 `json:"server_cpu_us_per_request"`
 	DBCPUMicros     float64 `json:"db_cpu_us_per_request"`
+	// PgBouncerCPUMicros is the CPU time of the PgBouncer process per
+	// request (--pgbouncer), not part of DBCPUMicros.
+	PgBouncerCPUMicros float64 `json:"pgbouncer_cpu_us_per_request,omitzero"`
 	// AllocsPerRequest and AllocBytesPerRequest are the server process's
 	// heap allocations per request, GCMicros its collector's CPU time per
 	// request as the Go runtime estimates it (part of ServerCPUMicros).
@@ -169,17 +185,28 @@ type WorkloadResult struct {
 	Workload string         `json:"workload"`
 	Servers  []ServerResult `json:"servers"`
 	// OursPerSCS and OursPerFloor are sqlsessions' req/s over scs's and
-	// the floor's, totals of all rounds.
-	OursPerSCS   float64 `json:"sqlsessions_per_scs"`
-	OursPerFloor float64 `json:"sqlsessions_per_floor"`
+	// the floor's, totals of all rounds. The ratios are left out (zero)
+	// when --servers leaves out one of their servers.
+	OursPerSCS   float64 `json:"sqlsessions_per_scs,omitzero"`
+	OursPerFloor float64 `json:"sqlsessions_per_floor,omitzero"`
 	// RoundsPerSCS and RoundsPerFloor are the same ratios round by round:
 	// their spread shows how much of a difference is noise.
-	RoundsPerSCS   Spread `json:"rounds_sqlsessions_per_scs"`
-	RoundsPerFloor Spread `json:"rounds_sqlsessions_per_floor"`
+	RoundsPerSCS   Spread `json:"rounds_sqlsessions_per_scs,omitzero"`
+	RoundsPerFloor Spread `json:"rounds_sqlsessions_per_floor,omitzero"`
 	// CPUOursPerSCS and CPUOursPerFloor are sqlsessions' server CPU per
 	// request over scs's and the floor's (totals).
-	CPUOursPerSCS   float64 `json:"server_cpu_sqlsessions_per_scs"`
-	CPUOursPerFloor float64 `json:"server_cpu_sqlsessions_per_floor"`
+	CPUOursPerSCS   float64 `json:"server_cpu_sqlsessions_per_scs,omitzero"`
+	CPUOursPerFloor float64 `json:"server_cpu_sqlsessions_per_floor,omitzero"`
+}
+
+// server returns the result of server name, if it ran.
+func (w WorkloadResult) server(name string) (ServerResult, bool) {
+	for _, s := range w.Servers {
+		if s.Server == name {
+			return s, true
+		}
+	}
+	return ServerResult{}, false
 }
 
 // Spread summarises per-round values.
@@ -205,20 +232,33 @@ func spreadOf(v []float64) Spread {
 type Report struct {
 	// Load says where the load came from: wrk, in a process of its own,
 	// against each server in a process of its own.
-	Load        string           `json:"load"`
-	Preset      string           `json:"preset,omitempty"`
-	Sessions    int              `json:"sessions"`
-	Concurrency int              `json:"concurrency"`
-	Threads     int              `json:"wrk_threads"`
-	Rounds      int              `json:"rounds"`
-	Duration    string           `json:"duration_per_round"`
-	Warmup      string           `json:"warmup_per_round"`
-	Pool        int              `json:"pool"`
-	SQLitePool  int              `json:"sqlite_pool"`
-	Inactivity  string           `json:"inactivity,omitempty"`
-	FloorRow    bool             `json:"floor_row,omitempty"`
-	Errors      int              `json:"errors"`
-	Results     []WorkloadResult `json:"results"`
+	Load        string `json:"load"`
+	Preset      string `json:"preset,omitempty"`
+	Sessions    int    `json:"sessions"`
+	Concurrency int    `json:"concurrency"`
+	Threads     int    `json:"wrk_threads"`
+	Rounds      int    `json:"rounds"`
+	Duration    string `json:"duration_per_round"`
+	Warmup      string `json:"warmup_per_round"`
+	Pool        int    `json:"pool"`
+	SQLitePool  int    `json:"sqlite_pool"`
+	Inactivity  string `json:"inactivity,omitempty"`
+	FloorRow    bool   `json:"floor_row,omitempty"`
+	// Servers are the servers run (--servers).
+	Servers []string `json:"servers"`
+	// Instances is how many processes of each server ran at once on the
+	// same tables, each under a wrk process of its own.
+	Instances int `json:"instances"`
+	// Cache says whether sqlsessions ran behind core.CachingStore (default
+	// options), PGNotify whether the cache got pgnotify's invalidation
+	// feed, PgBouncer whether the pools went through a PgBouncer in
+	// transaction mode (PgBouncerPoolSize: its default_pool_size).
+	Cache             bool             `json:"cache"`
+	PGNotify          bool             `json:"pgnotify"`
+	PgBouncer         bool             `json:"pgbouncer"`
+	PgBouncerPoolSize int              `json:"pgbouncer_pool_size,omitempty"`
+	Errors            int              `json:"errors"`
+	Results           []WorkloadResult `json:"results"`
 }
 
 // loadDescription is Report.Load.
@@ -301,6 +341,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.countStmts, "count-statements", false, "count sqlsessions' store statements (a query hook, which costs a little) and report them per request: above 2 per counter request means saves met concurrent writes and reloaded")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write each server process's CPU profile (its whole life: seeding, warm-up, measured run) into this directory, one file per backend, workload, round and server")
 	fs.StringVar(&cfg.wrk, "wrk", "wrk", "the wrk binary")
+	servers := fs.String("servers", strings.Join(serverNames, ","), "servers to run: sqlsessions, scs, floor (a ratio that needs a server left out is not reported)")
+	fs.IntVar(&cfg.instances, "instances", 1, "server processes per server and round (1-4), on the same tables: wrk runs one process per instance with --concurrency/N connections and --threads/N threads (at least 1), all with the same sessions, seeded through instance 1 only; results and CPU are summed")
+	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions wraps its store in core.CachingStore (default options: TTL 1 s)")
+	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "PostgreSQL: the cache gets pgnotify's invalidation feed (the parent installs the triggers once; a Listener per server process, connected directly); implies --cache")
+	fs.BoolVar(&cfg.pgbouncer, "pgbouncer", false, "PostgreSQL: the server processes' pools go through a PgBouncer ("+pgbouncer.Path+") in transaction mode that sessionbench starts, with default_query_exec_mode=exec; the floor runs its statements unprepared")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -333,6 +378,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.workloads, err = splitList(*workloads, workloadNames); err != nil {
 		return cfg, fmt.Errorf("--workloads: %w", err)
 	}
+	chosen, err := splitList(*servers, serverNames)
+	if err != nil {
+		return cfg, fmt.Errorf("--servers: %w", err)
+	}
+	for _, s := range serverNames {
+		if slices.Contains(chosen, s) {
+			cfg.servers = append(cfg.servers, s)
+		}
+	}
+	cfg.cache = cfg.cache || cfg.pgnotify
+	postgresOnly := !slices.ContainsFunc(cfg.backends, func(b string) bool { return b != "postgres" })
 	switch {
 	case cfg.duration < time.Second || cfg.duration > 10*time.Minute || cfg.duration%time.Second != 0:
 		return cfg, errors.New("--duration must be whole seconds in [1s, 10m]")
@@ -350,6 +406,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("--pool and --sqlite-pool must be at least 1")
 	case cfg.inactivity < 0:
 		return cfg, errors.New("--inactivity must not be negative")
+	case cfg.instances < 1 || cfg.instances > maxInstances:
+		return cfg, fmt.Errorf("--instances must be in [1, %d]", maxInstances)
+	case cfg.concurrency < cfg.instances:
+		return cfg, errors.New("--concurrency must be at least --instances: each instance gets its own connections")
+	case cfg.cache && !slices.Contains(cfg.servers, serverOurs):
+		return cfg, errors.New("--cache and --pgnotify apply to sqlsessions, which --servers leaves out")
+	case cfg.pgnotify && !postgresOnly:
+		return cfg, errors.New("--pgnotify needs --backends postgres (LISTEN/NOTIFY is PostgreSQL's)")
+	case cfg.pgbouncer && !postgresOnly:
+		return cfg, errors.New("--pgbouncer needs --backends postgres")
 	case cfg.inactivity > 0 && slices.Contains(cfg.workloads, workloadRead) && cfg.warmup+cfg.duration >= cfg.inactivity:
 		// Reading does not renew sqlsessions' or the floor's sessions.
 		return cfg, fmt.Errorf("--workloads read with --inactivity %s needs --warmup + --duration below it: sessions that are only read expire", cfg.inactivity)
@@ -373,10 +439,14 @@ type runner struct {
 // far.
 func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 	rep := &Report{
-		Load: loadDescription, Preset: cfg.preset,
+		Load: loadOf(cfg.instances), Preset: cfg.preset,
 		Sessions: cfg.sessions, Concurrency: cfg.concurrency, Threads: cfg.threads, Rounds: cfg.rounds,
 		Duration: cfg.duration.String(), Warmup: cfg.warmup.String(), Pool: cfg.pool, SQLitePool: cfg.sqlitePool,
-		FloorRow: cfg.floorRow,
+		FloorRow: cfg.floorRow, Servers: cfg.servers, Instances: cfg.instances,
+		Cache: cfg.cache, PGNotify: cfg.pgnotify, PgBouncer: cfg.pgbouncer,
+	}
+	if cfg.pgbouncer {
+		rep.PgBouncerPoolSize = pgBouncerPoolSize(cfg)
 	}
 	if cfg.inactivity > 0 {
 		rep.Inactivity = cfg.inactivity.String()
@@ -416,9 +486,22 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 	return rep, nil
 }
 
+// loadOf is Report.Load.
+func loadOf(instances int) string {
+	if instances == 1 {
+		return loadDescription
+	}
+	return fmt.Sprintf("%d wrk processes started together, one per instance; each server as %d processes on the same tables, alone in its round", instances, instances)
+}
+
+// pgBouncerPoolSize is the default_pool_size of the PgBouncer --pgbouncer
+// starts: a server connection for every connection of every instance's
+// pool, so that PgBouncer never makes a server process wait.
+func pgBouncerPoolSize(cfg config) int { return cfg.instances * cfg.pool }
+
 // round is what one round on one server measured.
 type round struct {
-	wrk        wrkResult
+	wrk        wrkResult // the wrk processes' results, summed (see sumWrk)
 	warmupErrs int
 	firstErr   string
 	costs      roundCosts
@@ -438,6 +521,23 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, b.close()) }()
+	if name == "postgres" {
+		if err := b.checkConnections(ctx, r.cfg); err != nil {
+			return nil, err
+		}
+		if r.cfg.pgnotify {
+			if err := b.installTriggers(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if r.cfg.pgbouncer {
+			if err := b.startPgBouncer(pgBouncerPoolSize(r.cfg)); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(r.log, "%s: PgBouncer (transaction mode, default_pool_size %d = %d instances x pool %d) on %s\n",
+				name, pgBouncerPoolSize(r.cfg), r.cfg.instances, r.cfg.pool, b.pooler.Addr)
+		}
+	}
 
 	var out []WorkloadResult
 	for _, wl := range r.cfg.workloads {
@@ -446,7 +546,7 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 		var perSCS, perFloor []float64
 		for i := range r.cfg.rounds {
 			rate := map[string]float64{}
-			for _, s := range roundOrder(i) {
+			for _, s := range roundOrder(r.cfg.servers, i) {
 				rd, err := r.runRound(ctx, b, s, wl, i)
 				if err != nil {
 					return out, fmt.Errorf("%s round %d, %s: %w", wl, i+1, s, err)
@@ -455,77 +555,118 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 				rate[s] = rd.rate()
 				fmt.Fprintf(r.log, "%s/%s round %d %-11s %s\n", name, wl, i+1, s, roundNote(rd, name))
 			}
-			perSCS = append(perSCS, rate[serverOurs]/rate[serverSCS])
-			perFloor = append(perFloor, rate[serverOurs]/rate[serverFloor])
+			if ours, ok := rate[serverOurs]; ok {
+				if scs, ok := rate[serverSCS]; ok {
+					perSCS = append(perSCS, ours/scs)
+				}
+				if fl, ok := rate[serverFloor]; ok {
+					perFloor = append(perFloor, ours/fl)
+				}
+			}
 		}
 		wr := WorkloadResult{Backend: name, Workload: wl}
-		for _, s := range serverNames {
+		for _, s := range r.cfg.servers {
 			wr.Servers = append(wr.Servers, r.serverResult(s, wl, rounds[s]))
 		}
-		ours, scs, fl := wr.Servers[0], wr.Servers[1], wr.Servers[2]
-		wr.OursPerSCS, wr.OursPerFloor = ours.ReqPerSec/scs.ReqPerSec, ours.ReqPerSec/fl.ReqPerSec
-		wr.CPUOursPerSCS, wr.CPUOursPerFloor = ours.ServerCPUMicros/scs.ServerCPUMicros, ours.ServerCPUMicros/fl.ServerCPUMicros
+		if ours, ok := wr.server(serverOurs); ok {
+			if scs, ok := wr.server(serverSCS); ok {
+				wr.OursPerSCS, wr.CPUOursPerSCS = ours.ReqPerSec/scs.ReqPerSec, ours.ServerCPUMicros/scs.ServerCPUMicros
+			}
+			if fl, ok := wr.server(serverFloor); ok {
+				wr.OursPerFloor, wr.CPUOursPerFloor = ours.ReqPerSec/fl.ReqPerSec, ours.ServerCPUMicros/fl.ServerCPUMicros
+			}
+		}
 		wr.RoundsPerSCS, wr.RoundsPerFloor = spreadOf(perSCS), spreadOf(perFloor)
 		out = append(out, wr)
 	}
 	return out, nil
 }
 
-// runRound runs server s alone for one round of workload wl: its process
-// starts, gets its sessions seeded and warmed up, and is measured with wrk;
-// then it stops.
+// runRound runs server s alone for one round of workload wl: its processes
+// (--instances of them, on the same tables) start, get the sessions seeded
+// (through the first one) and warmed up, and are measured with one wrk
+// process each, all started together; then they stop.
 func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) (rd round, err error) {
 	cfg := r.cfg
 	sc := serverConfig{
 		backend: b.name, server: s, schema: b.schema, pool: cfg.pool,
 		inactivity: cfg.inactivity, floorRow: cfg.floorRow, countStatements: cfg.countStmts && s == serverOurs,
+		cache: cfg.cache && s == serverOurs, pgnotify: cfg.pgnotify && s == serverOurs,
+		unprepared: cfg.pgbouncer, poolURL: b.poolURL(),
 	}
 	if b.name == "sqlite" {
 		sc.pool = cfg.sqlitePool
 	}
-	profile := ""
-	if cfg.cpuProfile != "" {
-		profile = filepath.Join(cfg.cpuProfile, fmt.Sprintf("%s-%s-%d-%s.prof", b.name, wl, i+1, s))
-	}
-	c, err := startChild(ctx, r.exe, sc, profile)
-	if err != nil {
-		return rd, err
-	}
+	children := make([]*child, cfg.instances)
 	defer func() {
-		err = errors.Join(err, c.stop())
-		if w := c.warnings(); w != "" {
-			// Requests in flight when wrk stops are cancelled, which
-			// sqlsessions logs: a few lines are enough to see what it was.
-			lines := strings.Split(w, "\n")
-			more := ""
-			if len(lines) > 3 {
-				lines, more = lines[:3], fmt.Sprintf("\n(%d more lines)", len(lines)-3)
+		for _, c := range children {
+			if c == nil {
+				continue
 			}
-			fmt.Fprintf(r.log, "%s: the server process wrote:\n%s%s\n", c.name, strings.Join(lines, "\n"), more)
+			err = errors.Join(err, c.stop())
+			if w := c.warnings(); w != "" {
+				// Requests in flight when wrk stops are cancelled, which
+				// sqlsessions logs: a few lines are enough to see what it
+				// was.
+				lines := strings.Split(w, "\n")
+				more := ""
+				if len(lines) > 3 {
+					lines, more = lines[:3], fmt.Sprintf("\n(%d more lines)", len(lines)-3)
+				}
+				fmt.Fprintf(r.log, "%s: the server process wrote:\n%s%s\n", c.name, strings.Join(lines, "\n"), more)
+			}
 		}
 	}()
+	// Started together: SQLite compiles its WebAssembly build in each.
+	errs := make([]error, cfg.instances)
+	var wg sync.WaitGroup
+	for k := range cfg.instances {
+		profile := ""
+		if cfg.cpuProfile != "" {
+			profile = filepath.Join(cfg.cpuProfile, fmt.Sprintf("%s-%s-%d-%s%s.prof", b.name, wl, i+1, s, instanceSuffix(k, cfg.instances)))
+		}
+		wg.Go(func() { children[k], errs[k] = startChild(ctx, r.exe, sc, profile) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return rd, err
+	}
+	if cfg.instances > 1 {
+		for k, c := range children {
+			c.name += instanceSuffix(k, cfg.instances)
+		}
+	}
 	client := newClient(cfg.concurrency)
 	defer client.CloseIdleConnections()
 
-	w := wrkRun{
-		wrk: r.wrk, script: r.script, url: c.url, workload: wl,
-		threads: cfg.threads, connections: cfg.concurrency,
+	load := make([]wrkRun, cfg.instances)
+	for k, c := range children {
+		conns, threads := split(cfg.concurrency, cfg.threads, k, cfg.instances)
+		load[k] = wrkRun{
+			wrk: r.wrk, script: r.script, url: c.url, workload: wl,
+			threads: threads, connections: conns,
+		}
 	}
 	var cookies []string
+	first := children[0]
 	if wl != workloadNew {
 		// Seeded every round: the processes end between rounds, and with
-		// --inactivity the sessions expire while other servers run.
-		if cookies, err = seed(ctx, client, c.url, cfg.sessions, cfg.concurrency); err != nil {
+		// --inactivity the sessions expire while other servers run. Only
+		// the first instance gets them: the others find them in the
+		// database.
+		if cookies, err = seed(ctx, client, first.url, cfg.sessions, cfg.concurrency); err != nil {
 			return rd, fmt.Errorf("seeding: %w", err)
 		}
-		w.cookies = filepath.Join(r.dir, "cookies")
-		if err := os.WriteFile(w.cookies, []byte(strings.Join(cookies, "\n")+"\n"), 0o600); err != nil {
+		file := filepath.Join(r.dir, "cookies")
+		if err := os.WriteFile(file, []byte(strings.Join(cookies, "\n")+"\n"), 0o600); err != nil {
 			return rd, err
+		}
+		for k := range load {
+			load[k].cookies = file
 		}
 	}
 	if cfg.warmup > 0 {
-		w.duration = cfg.warmup
-		warm, err := w.run(ctx)
+		warm, err := runWrks(ctx, load, cfg.warmup)
 		if err != nil {
 			return rd, fmt.Errorf("warm-up: %w", err)
 		}
@@ -537,23 +678,17 @@ func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) 
 	}
 	b.settle = b.runOrDrop(ctx, b.settle, r.log)
 
-	// The stats request runs outside the measured CPU: before the /proc
+	// The stats requests run outside the measured CPU: before the /proc
 	// reading at the start, after it at the end.
-	var before, after costs
-	if before.stats, err = c.stats(ctx, client); err != nil {
+	before, err := r.readCosts(ctx, client, children, b, true)
+	if err != nil {
 		return rd, err
 	}
-	if before, err = withProc(before, c.pid, b.name); err != nil {
+	if rd.wrk, err = runWrks(ctx, load, cfg.duration); err != nil {
 		return rd, err
 	}
-	w.duration = cfg.duration
-	if rd.wrk, err = w.run(ctx); err != nil {
-		return rd, err
-	}
-	if after, err = withProc(after, c.pid, b.name); err != nil {
-		return rd, err
-	}
-	if after.stats, err = c.stats(ctx, client); err != nil {
+	after, err := r.readCosts(ctx, client, children, b, false)
+	if err != nil {
 		return rd, err
 	}
 	rd.costs = after.since(before)
@@ -562,25 +697,100 @@ func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) 
 	}
 	if wl == workloadCounter {
 		rd.increments += rd.wrk.requests - rd.wrk.bad
-		if rd.countAfter, err = sumCounts(ctx, client, c.url, cookies, cfg.concurrency); err != nil {
+		// Through the first instance, on a path that reads the database,
+		// not sqlsessions' cache: a cached counter may be older than an
+		// increment another instance made last.
+		if rd.countAfter, err = sumCounts(ctx, client, first.url+countPath, cookies, cfg.concurrency); err != nil {
 			return rd, fmt.Errorf("reading the counters: %w", err)
 		}
 	}
 	return rd, nil
 }
 
-// withProc returns c with the server process's and the database's /proc
-// figures read now. SQLite's database work is the server process's.
-func withProc(c costs, pid int, backend string) (costs, error) {
-	p, err := processCosts(pid)
-	if err != nil {
-		return c, err
+// instanceSuffix names instance k of n in file names and messages ("" when
+// there is one).
+func instanceSuffix(k, n int) string {
+	if n == 1 {
+		return ""
 	}
-	c.cpu, c.reads, c.writes = p.cpu, p.reads, p.writes
-	if backend != "sqlite" {
-		c.db = readDBCPU()
+	return fmt.Sprintf("-%d", k+1)
+}
+
+// split returns the wrk connections and threads of instance k of n: the
+// connections shared out (the first ones get the remainder), the threads
+// too but at least one and at most the connections.
+func split(connections, threads, k, n int) (int, int) {
+	c := connections / n
+	if k < connections%n {
+		c++
 	}
-	return c, nil
+	t := max(threads/n, 1)
+	return c, min(t, c)
+}
+
+// runWrks runs the wrk processes of load together for d and sums their
+// results.
+func runWrks(ctx context.Context, load []wrkRun, d time.Duration) (wrkResult, error) {
+	res := make([]wrkResult, len(load))
+	errs := make([]error, len(load))
+	var wg sync.WaitGroup
+	for k := range load {
+		w := load[k]
+		w.duration = d
+		wg.Go(func() { res[k], errs[k] = w.run(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return wrkResult{}, err
+	}
+	return sumWrk(res), nil
+}
+
+// readCosts reads the server processes' stats and /proc figures and the
+// database's (and PgBouncer's), summed over the processes. At the start
+// of a round (start) the stats come first; at the end, last, so that their
+// requests stay out of the measured CPU.
+func (r *runner) readCosts(ctx context.Context, client *http.Client, children []*child, b *backend, start bool) (costs, error) {
+	var sum costs
+	stats := func() error {
+		for _, c := range children {
+			st, err := c.stats(ctx, client)
+			if err != nil {
+				return err
+			}
+			sum.stats = sum.stats.plus(st)
+		}
+		return nil
+	}
+	if start {
+		if err := stats(); err != nil {
+			return sum, err
+		}
+	}
+	for _, c := range children {
+		p, err := processCosts(c.pid)
+		if err != nil {
+			return sum, err
+		}
+		sum.cpu, sum.reads, sum.writes = sum.cpu+p.cpu, sum.reads+p.reads, sum.writes+p.writes
+	}
+	if b.name != "sqlite" {
+		// SQLite's database work is the server processes'.
+		sum.db = readDBCPU()
+	}
+	if b.pooler != nil {
+		p, err := processCosts(b.pooler.Pid())
+		if err != nil {
+			return sum, err
+		}
+		sum.pooler = p.cpu
+	}
+	if !start {
+		if err := stats(); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
 }
 
 // serverResult sums server s's rounds of workload wl.
@@ -606,7 +816,7 @@ func (r *runner) serverResult(s, wl string, rounds []round) ServerResult {
 			ServerCPUMicros: micros(rd.costs.cpu) / n, DBCPUMicros: micros(rd.costs.db) / n,
 		})
 		if wl == workloadCounter {
-			res.CountBefore += r.cfg.sessions // seeded at 1 each
+			res.CountBefore += r.cfg.sessions // seeded at 1 each, once per round
 			res.CountAfter += rd.countAfter
 			res.Increments += rd.increments
 		}
@@ -617,6 +827,7 @@ func (r *runner) serverResult(s, wl string, rounds []round) ServerResult {
 		n := float64(res.Requests)
 		res.ServerCPUMicros = micros(total.cpu) / n
 		res.DBCPUMicros = micros(total.db) / n
+		res.PgBouncerCPUMicros = micros(total.pooler) / n
 		res.AllocsPerRequest = float64(total.allocs) / n
 		res.AllocBytesPerRequest = float64(total.allocBytes) / n
 		res.GCMicros = micros(total.gc) / n
@@ -629,16 +840,16 @@ func (r *runner) serverResult(s, wl string, rounds []round) ServerResult {
 	return res
 }
 
-// roundOrder is the order the servers run in round r: rotated by one each
-// round, so over len(serverNames) rounds every server runs once in every
+// roundOrder is the order servers run in round r: rotated by one each
+// round, so over len(servers) rounds every server runs once in every
 // position. A fixed order measured up to 10% apart on PostgreSQL read,
 // whatever the previous round left behind (dirty caches, a database still
 // writing) falling on the same server every time.
-func roundOrder(r int) []string {
-	n := len(serverNames)
+func roundOrder(servers []string, r int) []string {
+	n := len(servers)
 	order := make([]string, n)
 	for i := range n {
-		order[i] = serverNames[(i+r)%n]
+		order[i] = servers[(i+r)%n]
 	}
 	return order
 }
@@ -663,6 +874,23 @@ func roundNote(rd round, backend string) string {
 	return note
 }
 
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// pgBouncerNote says whether the pools went through PgBouncer, and its
+// pool size.
+func pgBouncerNote(rep *Report) string {
+	if !rep.PgBouncer {
+		return "off"
+	}
+	return fmt.Sprintf("on (transaction mode, default_pool_size %d = %d instances x pool %d; pgx default_query_exec_mode=exec; the floor unprepared)",
+		rep.PgBouncerPoolSize, rep.Instances, rep.Pool)
+}
+
 // printReport writes the report as text tables.
 func printReport(w io.Writer, rep *Report) {
 	preset := ""
@@ -678,23 +906,41 @@ func printReport(w io.Writer, rep *Report) {
 	if rep.FloorRow {
 		fmt.Fprintln(w, "the floor's SELECT returns a session-shaped row (--floor-row)")
 	}
+	fmt.Fprintf(w, "configuration: servers %s; instances %d; cache %s; pgnotify %s; pgbouncer %s\n",
+		strings.Join(rep.Servers, ","), rep.Instances, onOff(rep.Cache), onOff(rep.PGNotify), pgBouncerNote(rep))
+	if rep.Instances > 1 {
+		fmt.Fprintf(w, "%d server processes and %d wrk processes per round: req/s, requests, errors and CPU are sums, p50 and p99 the highest wrk process's\n",
+			rep.Instances, rep.Instances)
+	}
 	for _, r := range rep.Results {
 		fmt.Fprintf(w, "\n%s / %s\n", r.Backend, r.Workload)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\tserver CPU µs/req\tof it GC\tdb CPU µs/req\tallocs/req\tB/req\treads/req\twrites/req\t")
+		pooler, poolerHead := "", ""
+		if rep.PgBouncer {
+			poolerHead = "pgbouncer CPU µs/req\t"
+		}
+		fmt.Fprintln(tw, "server\treq/s\tp50 ms\tp99 ms\terrors\tserver CPU µs/req\tof it GC\tdb CPU µs/req\t"+poolerHead+"allocs/req\tB/req\treads/req\twrites/req\t")
 		for _, s := range r.Servers {
 			db := "-"
 			if r.Backend != "sqlite" {
 				db = fmt.Sprintf("%.0f", s.DBCPUMicros)
 			}
-			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors,
-				s.ServerCPUMicros, s.GCMicros, db, s.AllocsPerRequest, s.AllocBytesPerRequest, s.ReadCallsPerRequest, s.WriteCallsPerRequest)
+			if rep.PgBouncer {
+				pooler = fmt.Sprintf("%.0f\t", s.PgBouncerCPUMicros)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t%s\t%s%.0f\t%.0f\t%.2f\t%.2f\t\n", s.Server, s.ReqPerSec, s.P50Ms, s.P99Ms, s.Errors,
+				s.ServerCPUMicros, s.GCMicros, db, pooler, s.AllocsPerRequest, s.AllocBytesPerRequest, s.ReadCallsPerRequest, s.WriteCallsPerRequest)
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "sqlsessions/floor %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
-			r.OursPerFloor, r.RoundsPerFloor.Median, r.RoundsPerFloor.Min, r.RoundsPerFloor.Max, r.CPUOursPerFloor)
-		fmt.Fprintf(w, "sqlsessions/scs   %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
-			r.OursPerSCS, r.RoundsPerSCS.Median, r.RoundsPerSCS.Min, r.RoundsPerSCS.Max, r.CPUOursPerSCS)
+		// A ratio whose servers did not both run is zero: not printed.
+		if r.OursPerFloor > 0 {
+			fmt.Fprintf(w, "sqlsessions/floor %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
+				r.OursPerFloor, r.RoundsPerFloor.Median, r.RoundsPerFloor.Min, r.RoundsPerFloor.Max, r.CPUOursPerFloor)
+		}
+		if r.OursPerSCS > 0 {
+			fmt.Fprintf(w, "sqlsessions/scs   %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
+				r.OursPerSCS, r.RoundsPerSCS.Median, r.RoundsPerSCS.Min, r.RoundsPerSCS.Max, r.CPUOursPerSCS)
+		}
 		for _, s := range r.Servers {
 			if s.StatementsPerRequest > 0 {
 				fmt.Fprintf(w, "%s: %.3f store statements per request\n", s.Server, s.StatementsPerRequest)

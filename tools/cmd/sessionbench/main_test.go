@@ -45,7 +45,7 @@ func requireDB(tb testing.TB, name string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	db, err := openDB(ctx, name, "", 1)
+	db, err := openDB(ctx, name, "", "", 1)
 	if err != nil {
 		skipOrFail(tb, "%s unreachable (%s / %s): %v", name, dburl.EnvPostgres, dburl.EnvMySQL, err)
 	}
@@ -207,7 +207,7 @@ func TestRoundOrder(t *testing.T) {
 	// Over len(serverNames) rounds every server runs once in every position.
 	seen := map[string]map[int]bool{}
 	for r := range len(serverNames) {
-		order := roundOrder(r)
+		order := roundOrder(serverNames, r)
 		if len(order) != len(serverNames) {
 			t.Fatalf("round %d: %q", r, order)
 		}
@@ -317,7 +317,7 @@ func TestFloorRow(t *testing.T) {
 			)
 			_, token, _ := strings.Cut(cookie, "=")
 			f := h.(*floor)
-			if err := f.load.QueryRowContext(context.Background(), token, f.arg(time.Now())).Scan(&n, &data, &expiry, &version); err != nil {
+			if err := f.load(context.Background(), token, f.arg(time.Now())).Scan(&n, &data, &expiry, &version); err != nil {
 				t.Fatal(err)
 			}
 			if n != 1 || !bytes.Equal(data, blob) || expiry.v == nil || version != 1 {

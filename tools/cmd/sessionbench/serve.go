@@ -31,6 +31,14 @@ const readyPrefix = "sessionbench-listening "
 // its session handling.
 const statsPath = "/_sessionbench/stats"
 
+// countPath answers as pathRead does, but from the database: the parent
+// sums the counters through it (with --cache, a cached counter may be older
+// than another instance's last increment).
+const countPath = "/_sessionbench/count"
+
+// poolURLEnv carries serverConfig.poolURL to a child.
+const poolURLEnv = "SESSIONBENCH_POOL_URL"
+
 // processStats is what a server process counts of itself that /proc does
 // not show.
 type processStats struct {
@@ -38,6 +46,14 @@ type processStats struct {
 	AllocBytes uint64  `json:"alloc_bytes"`
 	GCSeconds  float64 `json:"gc_seconds"` // the Go runtime's estimate of its collector's CPU
 	Statements int64   `json:"statements"` // sqlsessions' store statements, when counted
+}
+
+// plus sums the stats of two processes.
+func (s processStats) plus(o processStats) processStats {
+	return processStats{
+		Allocs: s.Allocs + o.Allocs, AllocBytes: s.AllocBytes + o.AllocBytes,
+		GCSeconds: s.GCSeconds + o.GCSeconds, Statements: s.Statements + o.Statements,
+	}
 }
 
 func readProcessStats(c *statementCounter) processStats {
@@ -65,6 +81,15 @@ func serveArgs(cfg serverConfig, cpuProfile string) []string {
 	if cfg.countStatements {
 		args = append(args, "--count-statements")
 	}
+	if cfg.cache {
+		args = append(args, "--cache")
+	}
+	if cfg.pgnotify {
+		args = append(args, "--pgnotify")
+	}
+	if cfg.unprepared {
+		args = append(args, "--unprepared")
+	}
 	if cpuProfile != "" {
 		args = append(args, "--cpuprofile", cpuProfile)
 	}
@@ -87,6 +112,7 @@ func serveMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sessionbench serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	cfg.poolURL = os.Getenv(poolURLEnv)
 	// Ctrl-C reaches the whole process group: the parent stops its
 	// children by closing their standard input, which also happens when it
 	// dies.
@@ -108,6 +134,9 @@ func serveFlags(cfg *serverConfig, cpuProfile *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.inactivity, "inactivity", 0, "session expiry on inactivity (0: each server's default)")
 	fs.BoolVar(&cfg.floorRow, "floor-row", false, "the floor's SELECT returns a session's row")
 	fs.BoolVar(&cfg.countStatements, "count-statements", false, "count sqlsessions' store statements")
+	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions behind core.CachingStore")
+	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "the cache gets pgnotify's invalidation feed (the triggers must be installed)")
+	fs.BoolVar(&cfg.unprepared, "unprepared", false, "the floor runs its statements unprepared (PgBouncer in transaction mode)")
 	fs.StringVar(cpuProfile, "cpuprofile", "", "write a CPU profile of this process's life to this file")
 	return fs
 }
@@ -138,9 +167,14 @@ func serve(cfg serverConfig, cpuProfile string, stdin io.Reader, stdout io.Write
 	// One comparison per request, the same for every server (a ServeMux
 	// would also clean paths).
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == statsPath {
+		switch r.URL.Path {
+		case statsPath:
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(readProcessStats(s.statements))
+			return
+		case countPath:
+			r.URL.Path = pathRead
+			s.counts.ServeHTTP(w, r)
 			return
 		}
 		s.handler.ServeHTTP(w, r)

@@ -23,6 +23,7 @@ import (
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
 	"github.com/sqlsessions/sqlsessions/internal/dburl"
+	"github.com/sqlsessions/sqlsessions/pgnotify"
 	"github.com/sqlsessions/sqlsessions/sqlitewasm"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/mysqldialect"
@@ -69,11 +70,29 @@ type serverConfig struct {
 	// countStatements counts sqlsessions' store statements (a bun query
 	// hook, which costs a little), served with the process's stats.
 	countStatements bool
+	// cache wraps sqlsessions' store in core.CachingStore (default
+	// options); pgnotify feeds it pgnotify's invalidations, through a
+	// Listener connected to PostgreSQL directly (SQLSESSIONS_POSTGRES_URL),
+	// the triggers installed by the parent.
+	cache, pgnotify bool
+	// unprepared makes the floor run its statements with their SQL text
+	// instead of database/sql prepared statements, which a PgBouncer in
+	// transaction mode breaks.
+	unprepared bool
+	// poolURL is the PostgreSQL URL the pool opens ("": the database's
+	// own, SQLSESSIONS_POSTGRES_URL), PgBouncer's with --pgbouncer. The
+	// child gets it in its environment (poolURLEnv), not on its command
+	// line, since it may hold a password.
+	poolURL string
 }
 
 // server is one server's handler on its own pool.
 type server struct {
-	handler    http.Handler
+	handler http.Handler
+	// counts answers countPath as the handler answers pathRead, from the
+	// database: sqlsessions' without its cache (the handler's may be older
+	// than another instance's last increment).
+	counts     http.Handler
 	statements *statementCounter // nil unless counting
 	closers    []func() error
 }
@@ -141,10 +160,13 @@ func scsHandler(sm *scs.SessionManager) http.Handler {
 // SELECT and one prepared upsert per request on database/sql, the same
 // driver and pool as the others, an index on the expiry, no session library.
 type floor struct {
-	load, upsert *sql.Stmt
-	arg          func(time.Time) any // expiry column argument
-	row          bool                // load also returns data, expiry, version (serverConfig.floorRow)
-	ttl          time.Duration       // the expiry a write sets
+	// load and upsert run the two statements: prepared, or with their SQL
+	// text (serverConfig.unprepared).
+	load   func(ctx context.Context, args ...any) *sql.Row
+	upsert func(ctx context.Context, args ...any) (sql.Result, error)
+	arg    func(time.Time) any // expiry column argument
+	row    bool                // load also returns data, expiry, version (serverConfig.floorRow)
+	ttl    time.Duration       // the expiry a write sets
 }
 
 const floorCookie = "id"
@@ -159,7 +181,7 @@ func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := 0
 	if c, err := r.Cookie(floorCookie); err == nil && len(c.Value) == 22 {
 		token = c.Value
-		switch err := f.scan(f.load.QueryRowContext(ctx, token, f.arg(now)), &n); {
+		switch err := f.scan(f.load(ctx, token, f.arg(now)), &n); {
 		case errors.Is(err, sql.ErrNoRows):
 			token = ""
 		case err != nil:
@@ -175,7 +197,7 @@ func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			token = base64.RawURLEncoding.EncodeToString(b[:])
 		}
 		n++
-		if _, err := f.upsert.ExecContext(ctx, token, n, f.arg(now.Add(f.ttl))); err != nil {
+		if _, err := f.upsert(ctx, token, n, f.arg(now.Add(f.ttl))); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -308,12 +330,16 @@ func mysqlConfig() (*mysql.Config, error) {
 
 // openDB opens a pool of size pool on backend, in schema (the MariaDB
 // database, the SQLite file; PostgreSQL statements name their schema), or
-// on the configured database when schema is "" (not for SQLite).
-func openDB(ctx context.Context, backend, schema string, pool int) (*bun.DB, error) {
+// on the configured database when schema is "" (not for SQLite). pgURL, if
+// not "", replaces SQLSESSIONS_POSTGRES_URL.
+func openDB(ctx context.Context, backend, schema, pgURL string, pool int) (*bun.DB, error) {
 	var db *bun.DB
 	switch backend {
 	case "postgres":
-		sqldb, err := sql.Open("pgx", dburl.PostgresURLFromEnv())
+		if pgURL == "" {
+			pgURL = dburl.PostgresURLFromEnv()
+		}
+		sqldb, err := sql.Open("pgx", pgURL)
 		if err != nil {
 			return nil, err
 		}
@@ -358,7 +384,7 @@ func newServer(ctx context.Context, cfg serverConfig) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, cfg.backend, cfg.schema, cfg.pool)
+	db, err := openDB(ctx, cfg.backend, cfg.schema, cfg.poolURL, cfg.pool)
 	if err != nil {
 		return nil, err
 	}
@@ -391,11 +417,30 @@ func newServer(ctx context.Context, cfg serverConfig) (_ *server, err error) {
 		if cfg.inactivity > 0 {
 			hopts = append(hopts, httpadapter.WithExpiry(core.OnInactivity(cfg.inactivity)))
 		}
-		mgr, err := httpadapter.New(store, hopts...)
+		var served core.Store = store
+		if cfg.cache || cfg.pgnotify {
+			cache := core.NewCachingStore(store, core.CachingOptions{})
+			served = cache
+			if cfg.pgnotify {
+				stop, err := listen(ctx, cache)
+				if err != nil {
+					return nil, err
+				}
+				s.closers = append(s.closers, stop)
+			}
+		}
+		mgr, err := httpadapter.New(served, hopts...)
 		if err != nil {
 			return nil, err
 		}
 		s.handler = mgr.Middleware(http.HandlerFunc(oursHandler))
+		if served != core.Store(store) {
+			direct, err := httpadapter.New(store, hopts...)
+			if err != nil {
+				return nil, err
+			}
+			s.counts = direct.Middleware(http.HandlerFunc(oursHandler))
+		}
 	case serverSCS:
 		sm := scs.New()
 		switch cfg.backend {
@@ -423,17 +468,69 @@ func newServer(ctx context.Context, cfg serverConfig) (_ *server, err error) {
 		if cfg.floorRow {
 			returned, f.row = "counter, data, expiry, version", true
 		}
-		if f.load, err = db.DB.PrepareContext(ctx, fmt.Sprintf(ts.floorLoad, returned)); err != nil {
-			return nil, fmt.Errorf("%s: %w", cfg.backend, err)
+		load := fmt.Sprintf(ts.floorLoad, returned)
+		if cfg.unprepared {
+			// PgBouncer in transaction mode hands each statement to any
+			// server connection, where a prepared statement may not
+			// exist: the SQL text goes with every call (pgx's exec mode
+			// runs it as an unnamed statement).
+			f.load = func(ctx context.Context, args ...any) *sql.Row { return db.DB.QueryRowContext(ctx, load, args...) }
+			f.upsert = func(ctx context.Context, args ...any) (sql.Result, error) {
+				return db.DB.ExecContext(ctx, ts.floorUps, args...)
+			}
+		} else {
+			ls, err := db.DB.PrepareContext(ctx, load)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", cfg.backend, err)
+			}
+			s.closers = append(s.closers, ls.Close)
+			us, err := db.DB.PrepareContext(ctx, ts.floorUps)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", cfg.backend, err)
+			}
+			s.closers = append(s.closers, us.Close)
+			f.load, f.upsert = ls.QueryRowContext, us.ExecContext
 		}
-		s.closers = append(s.closers, f.load.Close)
-		if f.upsert, err = db.DB.PrepareContext(ctx, ts.floorUps); err != nil {
-			return nil, fmt.Errorf("%s: %w", cfg.backend, err)
-		}
-		s.closers = append(s.closers, f.upsert.Close)
 		s.handler = f
 	default:
 		return nil, fmt.Errorf("unknown server %q (want %s)", cfg.server, strings.Join(serverNames, ", "))
 	}
+	if s.counts == nil {
+		s.counts = s.handler
+	}
 	return s, nil
+}
+
+// listenTimeout bounds how long a server process waits for its pgnotify
+// listener to report the feed up before it serves.
+const listenTimeout = 30 * time.Second
+
+// listen runs a pgnotify Listener for cache on its own connection to
+// PostgreSQL (SQLSESSIONS_POSTGRES_URL: directly, never through PgBouncer,
+// whose transaction mode loses notifications), the triggers installed by
+// the parent, and waits until the feed is up, so that the measured run has
+// the cache's FeedTTL. stop ends it.
+func listen(ctx context.Context, cache *core.CachingStore) (stop func() error, err error) {
+	l, err := pgnotify.New(dburl.PostgresURLFromEnv(), cache, pgnotify.Options{SkipInstall: true})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	stop = func() error {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
+	deadline := time.Now().Add(listenTimeout)
+	for !l.Listening() {
+		if time.Now().After(deadline) {
+			return nil, errors.Join(fmt.Errorf("pgnotify: the listener is not listening after %s", listenTimeout), stop())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return stop, nil
 }

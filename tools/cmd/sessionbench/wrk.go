@@ -161,3 +161,28 @@ func parseWrk(out string) (wrkResult, error) {
 	}
 	return r, nil
 }
+
+// sumWrk sums the results of wrk processes run together (one per instance):
+// requests and errors are added up; the duration is the longest run's, so
+// the summed rate errs low by the few milliseconds the runs' ends differ;
+// the percentiles are the highest process's (wrk's histograms are not
+// available to merge), and the first bad response the first process's that
+// has one.
+func sumWrk(rs []wrkResult) wrkResult {
+	var s wrkResult
+	for _, r := range rs {
+		s.requests += r.requests
+		s.duration = max(s.duration, r.duration)
+		s.connect += r.connect
+		s.read += r.read
+		s.write += r.write
+		s.timeout += r.timeout
+		s.status += r.status
+		s.bad += r.bad
+		if s.firstBad == "" {
+			s.firstBad = r.firstBad
+		}
+		s.p50, s.p99 = max(s.p50, r.p50), max(s.p99, r.p99)
+	}
+	return s
+}
