@@ -247,6 +247,16 @@ func (p *Process) Stop() {
 // Pid is PgBouncer's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
+// Exited reports whether PgBouncer has ended, and how (Wait's error).
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
 // Log is what PgBouncer wrote so far.
 func (p *Process) Log() string { return p.log.String() }
 

@@ -64,6 +64,18 @@ func (b *backend) startPgBouncer(poolSize int) error {
 	return nil
 }
 
+// poolerGone returns an error, with PgBouncer's log, if the PgBouncer the
+// servers go through has ended.
+func (b *backend) poolerGone() error {
+	if b.pooler == nil {
+		return nil
+	}
+	if gone, err := b.pooler.Exited(); gone {
+		return fmt.Errorf("PgBouncer ended (%v); its log:\n%s", err, b.pooler.Log())
+	}
+	return nil
+}
+
 // withQuery returns the URL rawURL with the query parameter key set to
 // value.
 func withQuery(rawURL, key, value string) (string, error) {

@@ -345,7 +345,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.instances, "instances", 1, "server processes per server and round (1-4), on the same tables: wrk runs one process per instance with --concurrency/N connections and --threads/N threads (at least 1), all with the same sessions, seeded through instance 1 only; results and CPU are summed")
 	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions wraps its store in core.CachingStore (default options: TTL 1 s)")
 	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "PostgreSQL: the cache gets pgnotify's invalidation feed (the parent installs the triggers once; a Listener per server process, connected directly); implies --cache")
-	fs.BoolVar(&cfg.pgbouncer, "pgbouncer", false, "PostgreSQL: the server processes' pools go through a PgBouncer ("+pgbouncer.Path+") in transaction mode that sessionbench starts, with default_query_exec_mode=exec; the floor runs its statements unprepared")
+	fs.BoolVar(&cfg.pgbouncer, "pgbouncer", false, "PostgreSQL: the server processes' pools go through a PgBouncer ("+pgbouncer.Path+") in transaction mode that sessionbench starts, with default_query_exec_mode=exec; the floor runs its statements unprepared, and the servers do not cancel a request whose client went away (PgBouncer 1.18 exits on the cancel requests pgx then sends: pgbouncer issue 801)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -548,6 +548,7 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 			rate := map[string]float64{}
 			for _, s := range roundOrder(r.cfg.servers, i) {
 				rd, err := r.runRound(ctx, b, s, wl, i)
+				err = errors.Join(err, b.poolerGone())
 				if err != nil {
 					return out, fmt.Errorf("%s round %d, %s: %w", wl, i+1, s, err)
 				}
@@ -592,7 +593,7 @@ func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) 
 		backend: b.name, server: s, schema: b.schema, pool: cfg.pool,
 		inactivity: cfg.inactivity, floorRow: cfg.floorRow, countStatements: cfg.countStmts && s == serverOurs,
 		cache: cfg.cache && s == serverOurs, pgnotify: cfg.pgnotify && s == serverOurs,
-		unprepared: cfg.pgbouncer, poolURL: b.poolURL(),
+		pgbouncer: cfg.pgbouncer, poolURL: b.poolURL(),
 	}
 	if b.name == "sqlite" {
 		sc.pool = cfg.sqlitePool
@@ -700,7 +701,7 @@ func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) 
 		// Through the first instance, on a path that reads the database,
 		// not sqlsessions' cache: a cached counter may be older than an
 		// increment another instance made last.
-		if rd.countAfter, err = sumCounts(ctx, client, first.url+countPath, cookies, cfg.concurrency); err != nil {
+		if rd.countAfter, err = sumCounts(ctx, client, first.url, cookies, cfg.concurrency); err != nil {
 			return rd, fmt.Errorf("reading the counters: %w", err)
 		}
 	}
@@ -887,7 +888,7 @@ func pgBouncerNote(rep *Report) string {
 	if !rep.PgBouncer {
 		return "off"
 	}
-	return fmt.Sprintf("on (transaction mode, default_pool_size %d = %d instances x pool %d; pgx default_query_exec_mode=exec; the floor unprepared)",
+	return fmt.Sprintf("on (transaction mode, default_pool_size %d = %d instances x pool %d; pgx default_query_exec_mode=exec; the floor unprepared; requests not cancelled when wrk ends, see --pgbouncer)",
 		rep.PgBouncerPoolSize, rep.Instances, rep.Pool)
 }
 

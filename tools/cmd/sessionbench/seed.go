@@ -95,8 +95,8 @@ func seed(ctx context.Context, client *http.Client, baseURL string, n, concurren
 	return cookies, nil
 }
 
-// sumCounts reads every session's count through /read, from concurrency
-// goroutines.
+// sumCounts reads every session's count through countPath (as /read
+// answers, from the database), from concurrency goroutines.
 func sumCounts(ctx context.Context, client *http.Client, baseURL string, cookies []string, concurrency int) (int, error) {
 	counts := make([]int, len(cookies))
 	errs := make([]error, len(cookies))
@@ -106,7 +106,7 @@ func sumCounts(ctx context.Context, client *http.Client, baseURL string, cookies
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			counts[i], _, errs[i] = get(ctx, client, baseURL+pathRead, c)
+			counts[i], _, errs[i] = get(ctx, client, baseURL+countPath, c)
 		})
 	}
 	wg.Wait()

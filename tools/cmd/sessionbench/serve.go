@@ -87,8 +87,8 @@ func serveArgs(cfg serverConfig, cpuProfile string) []string {
 	if cfg.pgnotify {
 		args = append(args, "--pgnotify")
 	}
-	if cfg.unprepared {
-		args = append(args, "--unprepared")
+	if cfg.pgbouncer {
+		args = append(args, "--pgbouncer")
 	}
 	if cpuProfile != "" {
 		args = append(args, "--cpuprofile", cpuProfile)
@@ -136,7 +136,7 @@ func serveFlags(cfg *serverConfig, cpuProfile *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.countStatements, "count-statements", false, "count sqlsessions' store statements")
 	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions behind core.CachingStore")
 	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "the cache gets pgnotify's invalidation feed (the triggers must be installed)")
-	fs.BoolVar(&cfg.unprepared, "unprepared", false, "the floor runs its statements unprepared (PgBouncer in transaction mode)")
+	fs.BoolVar(&cfg.pgbouncer, "pgbouncer", false, "the pool goes through PgBouncer in transaction mode: the floor runs its statements unprepared, and requests are not cancelled when their client goes")
 	fs.StringVar(cpuProfile, "cpuprofile", "", "write a CPU profile of this process's life to this file")
 	return fs
 }
@@ -176,6 +176,9 @@ func serve(cfg serverConfig, cpuProfile string, stdin io.Reader, stdout io.Write
 			r.URL.Path = pathRead
 			s.counts.ServeHTTP(w, r)
 			return
+		}
+		if cfg.pgbouncer {
+			r = r.WithContext(context.WithoutCancel(r.Context()))
 		}
 		s.handler.ServeHTTP(w, r)
 	})

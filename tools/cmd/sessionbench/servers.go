@@ -75,10 +75,15 @@ type serverConfig struct {
 	// Listener connected to PostgreSQL directly (SQLSESSIONS_POSTGRES_URL),
 	// the triggers installed by the parent.
 	cache, pgnotify bool
-	// unprepared makes the floor run its statements with their SQL text
-	// instead of database/sql prepared statements, which a PgBouncer in
-	// transaction mode breaks.
-	unprepared bool
+	// pgbouncer says the pool goes through a PgBouncer in transaction
+	// mode. The floor then runs its statements with their SQL text instead
+	// of database/sql prepared statements, which that mode breaks. And
+	// requests are not cancelled when their client goes away (wrk ending a
+	// run): pgx interrupts a cancelled query by closing its connection
+	// with a cancel request, and PgBouncer 1.18 (Debian's) exits on those
+	// ("FATAL ... disconnect_client(): bad client state: 0",
+	// https://github.com/pgbouncer/pgbouncer/issues/801).
+	pgbouncer bool
 	// poolURL is the PostgreSQL URL the pool opens ("": the database's
 	// own, SQLSESSIONS_POSTGRES_URL), PgBouncer's with --pgbouncer. The
 	// child gets it in its environment (poolURLEnv), not on its command
@@ -161,7 +166,7 @@ func scsHandler(sm *scs.SessionManager) http.Handler {
 // driver and pool as the others, an index on the expiry, no session library.
 type floor struct {
 	// load and upsert run the two statements: prepared, or with their SQL
-	// text (serverConfig.unprepared).
+	// text (serverConfig.pgbouncer).
 	load   func(ctx context.Context, args ...any) *sql.Row
 	upsert func(ctx context.Context, args ...any) (sql.Result, error)
 	arg    func(time.Time) any // expiry column argument
@@ -469,7 +474,7 @@ func newServer(ctx context.Context, cfg serverConfig) (_ *server, err error) {
 			returned, f.row = "counter, data, expiry, version", true
 		}
 		load := fmt.Sprintf(ts.floorLoad, returned)
-		if cfg.unprepared {
+		if cfg.pgbouncer {
 			// PgBouncer in transaction mode hands each statement to any
 			// server connection, where a prepared statement may not
 			// exist: the SQL text goes with every call (pgx's exec mode
