@@ -35,6 +35,38 @@
 // Workloads: counter (read the counter, increment, write it back), read
 // (read only) and new (no cookie: a new session per request).
 //
+// # Many instances on one database
+//
+// --servers picks the servers (the ratios that need one left out are not
+// reported). --instances N (up to 4) runs each server as N processes on the
+// same tables, each with its own pool, under N wrk processes started
+// together, one per instance, with --concurrency/N connections and
+// --threads/N threads (at least one) each, all naming the same sessions.
+// The sessions are seeded through the first instance only: the others find
+// them in the database. Requests, errors and req/s are sums, the server CPU
+// per request that of the N processes over all requests, p50 and p99 the
+// highest wrk process's. The counters are summed through the first
+// instance on a path that reads the database, not sqlsessions' cache.
+//
+// --cache wraps sqlsessions' store in core.CachingStore (default options:
+// TTL 1 s). --pgnotify (PostgreSQL; implies --cache) feeds the cache
+// pgnotify's invalidations as docs/many-instances.md wires them: the parent
+// installs the triggers once, and each server process runs a Listener on a
+// connection of its own straight to PostgreSQL, and serves once it listens.
+// --pgbouncer (PostgreSQL) starts Debian's PgBouncer (/usr/sbin/pgbouncer)
+// in transaction mode on a free loopback port, with default_pool_size =
+// instances x --pool, and the server processes' pools go through it with
+// pgx's default_query_exec_mode=exec (scs and bunstore need nothing else;
+// the floor runs its statements unprepared, since database/sql's prepared
+// statements do not survive transaction pooling). Under --pgbouncer the
+// servers do not cancel a request whose client went away: pgx would close
+// the connection with a cancel request, and PgBouncer 1.18 exits on those
+// (https://github.com/pgbouncer/pgbouncer/issues/801). PgBouncer's CPU per
+// request is reported apart from the database's. The report states the
+// configuration (servers, instances, cache, pgnotify, pgbouncer).
+//
+//	go run ./cmd/sessionbench --preset seed --backends postgres --servers sqlsessions,floor --instances 2 --cache --pgnotify --pgbouncer
+//
 //	go run ./cmd/sessionbench --preset seed
 //	go run ./cmd/sessionbench --backends postgres,mysql,sqlite --duration 5s --rounds 3
 //

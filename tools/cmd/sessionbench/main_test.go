@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,27 @@ func TestSpreadOf(t *testing.T) {
 	}
 }
 
+// TestSplit: the instances' wrk processes share the connections out, each
+// with at least one thread and no more threads than connections.
+func TestSplit(t *testing.T) {
+	for _, tc := range []struct{ conns, threads, n int }{{32, 2, 1}, {32, 2, 2}, {32, 2, 3}, {5, 4, 4}, {4, 1, 4}, {33, 8, 2}} {
+		sumC := 0
+		for k := range tc.n {
+			c, th := split(tc.conns, tc.threads, k, tc.n)
+			sumC += c
+			if c < tc.conns/tc.n || c > tc.conns/tc.n+1 || th < 1 || th > c || th > max(tc.threads/tc.n, 1) {
+				t.Errorf("split(%d, %d, %d, %d) = %d connections, %d threads", tc.conns, tc.threads, k, tc.n, c, th)
+			}
+		}
+		if sumC != tc.conns {
+			t.Errorf("%d connections over %d instances: %d in all", tc.conns, tc.n, sumC)
+		}
+	}
+	if c, th := split(32, 2, 0, 1); c != 32 || th != 2 {
+		t.Errorf("one instance: %d connections, %d threads; want 32, 2", c, th)
+	}
+}
+
 func TestRoundOrder(t *testing.T) {
 	// Over len(serverNames) rounds every server runs once in every position.
 	seen := map[string]map[int]bool{}
@@ -246,6 +268,20 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--sessions", "0"}, false},
 		{[]string{"--inactivity", "-1s"}, false},
 		{[]string{"extra"}, false},
+		{[]string{"--servers", "floor,sqlsessions"}, true},
+		{[]string{"--servers", "floor,other"}, false},
+		{[]string{"--servers", ""}, false},
+		{[]string{"--instances", "4"}, true},
+		{[]string{"--instances", "0"}, false},
+		{[]string{"--instances", "5"}, false},
+		{[]string{"--instances", "2", "--concurrency", "1"}, false},
+		{[]string{"--cache", "--backends", "sqlite,mysql"}, true},
+		{[]string{"--cache", "--servers", "scs,floor"}, false},
+		{[]string{"--pgnotify", "--backends", "postgres"}, true},
+		{[]string{"--pgnotify"}, false}, // every backend by default
+		{[]string{"--pgnotify", "--backends", "postgres", "--servers", "floor"}, false},
+		{[]string{"--pgbouncer", "--backends", "postgres", "--servers", "floor"}, true},
+		{[]string{"--pgbouncer", "--backends", "postgres,mysql"}, false},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if (err == nil) != tc.ok {
@@ -264,6 +300,15 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || cfg.pool != 10 || cfg.sqlitePool != 2 || cfg.inactivity != 10*time.Second || cfg.concurrency != 32 || cfg.sessions != 2000 {
 		t.Errorf("--preset seed --sqlite-pool 2: %+v, %v", cfg, err)
 	}
+	if !slices.Equal(cfg.servers, serverNames) || cfg.instances != 1 || cfg.cache || cfg.pgnotify || cfg.pgbouncer {
+		t.Errorf("defaults: servers %q, instances %d, cache %v, pgnotify %v, pgbouncer %v", cfg.servers, cfg.instances, cfg.cache, cfg.pgnotify, cfg.pgbouncer)
+	}
+	// Servers run in their usual order whatever the flag's; --pgnotify
+	// implies --cache.
+	cfg, err = parseFlags([]string{"--servers", "floor,sqlsessions", "--backends", "postgres", "--pgnotify", "--instances", "3"}, io.Discard)
+	if err != nil || !slices.Equal(cfg.servers, []string{serverOurs, serverFloor}) || !cfg.cache || !cfg.pgnotify || cfg.instances != 3 {
+		t.Errorf("--servers floor,sqlsessions --pgnotify --instances 3: %+v, %v", cfg, err)
+	}
 	cfg, err = parseFlags([]string{"--concurrency", "1", "--threads", "4"}, io.Discard)
 	if err != nil || cfg.threads != 1 {
 		t.Errorf("--concurrency 1 --threads 4: %d threads, %v; want 1", cfg.threads, err)
@@ -272,7 +317,8 @@ func TestParseFlags(t *testing.T) {
 
 // TestServeArgs: the command line a child gets says everything serve needs.
 func TestServeArgs(t *testing.T) {
-	in := serverConfig{backend: "mysql", server: serverSCS, schema: "s1", pool: 7, inactivity: 10 * time.Second, floorRow: true, countStatements: true}
+	in := serverConfig{backend: "mysql", server: serverSCS, schema: "s1", pool: 7, inactivity: 10 * time.Second, floorRow: true, countStatements: true,
+		cache: true, pgnotify: true, pgbouncer: true}
 	var got serverConfig
 	var profile string
 	fs := serveFlags(&got, &profile)

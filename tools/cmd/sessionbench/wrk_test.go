@@ -42,6 +42,21 @@ func TestParseWrk(t *testing.T) {
 	}
 }
 
+// TestSumWrk: the results of wrk processes run together add up; the
+// duration and percentiles are the highest.
+func TestSumWrk(t *testing.T) {
+	a := wrkResult{requests: 100, duration: time.Second, read: 1, status: 2, bad: 3, p50: 2 * time.Millisecond, p99: 9 * time.Millisecond}
+	b := wrkResult{requests: 50, duration: 1010 * time.Millisecond, timeout: 4, bad: 1, firstBad: "status 500", p50: 3 * time.Millisecond, p99: 8 * time.Millisecond}
+	want := wrkResult{requests: 150, duration: 1010 * time.Millisecond, read: 1, timeout: 4, status: 2, bad: 4, firstBad: "status 500",
+		p50: 3 * time.Millisecond, p99: 9 * time.Millisecond}
+	if got := sumWrk([]wrkResult{a, b}); got != want {
+		t.Errorf("sumWrk = %+v, want %+v", got, want)
+	}
+	if got := sumWrk([]wrkResult{a}); got != a {
+		t.Errorf("sumWrk of one = %+v, want it unchanged", got)
+	}
+}
+
 // runTestWrk runs wrk with sessionbench's script for 1 s against h, with
 // cookies (if any) in the cookie file.
 func runTestWrk(t *testing.T, h http.Handler, workload string, cookies ...string) wrkResult {
