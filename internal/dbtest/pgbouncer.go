@@ -33,6 +33,13 @@ const PgBouncerPath = pgbouncer.Path
 // fails.
 func PgBouncerURL(t testing.TB, serverURL string) string {
 	t.Helper()
+	return StartPgBouncer(t, serverURL).URL
+}
+
+// StartPgBouncer is PgBouncerURL returning the running PgBouncer itself,
+// for tests that watch whether it is still running (Exited) or read its log.
+func StartPgBouncer(t testing.TB, serverURL string) *pgbouncer.Process {
+	t.Helper()
 	if noSockets {
 		t.Skipf("PgBouncer: a %s module cannot start processes or open network connections, skipping", runtime.GOOS)
 	}
@@ -47,7 +54,7 @@ func PgBouncerURL(t testing.TB, serverURL string) string {
 			t.Logf("pgbouncer log:\n%s", p.Log())
 		}
 	})
-	return p.URL
+	return p
 }
 
 // pgBouncerBin returns the pgbouncer binary, or skips the test (fails it
