@@ -86,6 +86,15 @@
 // Migrate's advisory lock is transaction-level and taken inside Migrate's
 // one transaction, so it works in transaction pooling mode too.
 //
+// PgBouncer before 1.20 can exit on the cancel requests Go clients send
+// when a request's context is cancelled mid-statement (pgbouncer issue 801:
+// "FATAL in function disconnect_client(): bad client state: 0"), taking
+// every instance behind it down; pgx sends one each time it interrupts a
+// statement, whatever its context watcher handler. Use PgBouncer 1.20 or
+// later, or keep pgx from sending them with a DialFunc that refuses the
+// CancelRequest message: docs/many-instances.md ("PgBouncer") gives the
+// code, and TestPgBouncerCancel in internal/bunstoretests pins it.
+//
 // # Query hooks
 //
 // By default these statements run on the *sql.DB, beside bun's query path,

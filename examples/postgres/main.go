@@ -8,7 +8,9 @@
 // 127.0.0.1:3000). Sessions expire after 10 seconds of inactivity; expired
 // rows are deleted every minute. Ctrl-C or SIGTERM shuts down gracefully.
 // Behind PgBouncer in transaction pooling mode, add
-// default_query_exec_mode=exec to DATABASE_URL.
+// default_query_exec_mode=exec to DATABASE_URL, and use PgBouncer 1.20 or
+// later: older ones can exit on the cancel requests pgx sends when a
+// request is cancelled (docs/many-instances.md, "PgBouncer").
 package main
 
 import (
