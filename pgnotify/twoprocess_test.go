@@ -134,6 +134,9 @@ func TestTwoProcessesLogout(t *testing.T) {
 			name, bound = "ttl", ttlBound
 		}
 		t.Run(name, func(t *testing.T) {
+			if !listen && testing.Short() {
+				t.Skip("the TTL bound (1 s waits) runs without -short; core's CachingStore tests cover the TTL")
+			}
 			p := newPair(t, listen)
 			staleSeen := false
 			for _, lc := range logoutCases {
@@ -214,6 +217,9 @@ func TestTwoProcessesConcurrentWrites(t *testing.T) {
 	for _, listen := range []bool{true, false} {
 		name := map[bool]string{true: "listener", false: "ttl"}[listen]
 		t.Run(name, func(t *testing.T) {
+			if !listen && testing.Short() {
+				t.Skip("the TTL variant runs without -short")
+			}
 			p := newPair(t, listen)
 			_, c := p.local.must(t, "POST", "/login?user=alice", "")
 			p.remote.must(t, "GET", "/whoami", c) // cached there

@@ -212,6 +212,9 @@ func (l walLoad) run(t *testing.T, progress bool) walResult {
 // (sessions holding only a counter, 10 s expiry) with a purge every 30 s,
 // and logs the sizes every 5 s.
 func TestWALBoundedUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("6 s of load: runs without -short")
+	}
 	if fileJournal != "wal" {
 		t.Skip("this build has no WAL for file databases")
 	}

@@ -21,6 +21,9 @@ func TestConformance(t *testing.T) {
 			storetest.Run(t, func(*testing.T) core.Store { return s })
 		})
 		t.Run(d.Name+"-custom-names", func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("the suite under a custom schema and table runs without -short (names are also checked by the schema tests)")
+			}
 			t.Parallel()
 			db := d.Open(t)
 			s := dbtest.NewStore(t, db, bunstore.WithTableName("My_Sessions_2"))

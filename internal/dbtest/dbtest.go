@@ -272,8 +272,24 @@ type Dialect struct {
 }
 
 // Dialects lists every database bunstore supports, with the drivers it is
-// tested with.
+// tested with. Under -short (the README's fast loop) the second PostgreSQL
+// driver, lib/pq, is left out: it runs every PostgreSQL test a second time,
+// and .ci/run's long run keeps it.
 func Dialects() []Dialect {
+	all := allDialects()
+	if !testing.Short() {
+		return all
+	}
+	short := all[:0]
+	for _, d := range all {
+		if d.Name != "postgres-libpq" {
+			short = append(short, d)
+		}
+	}
+	return short
+}
+
+func allDialects() []Dialect {
 	return []Dialect{
 		{"postgres", OpenPostgres, func(t testing.TB, c *Counter) *bun.DB {
 			return bun.NewDB(countingPool(t, "PostgreSQL ("+dburl.EnvPostgres+")", "pgx", PostgresURL(), PoolSize, c), pgdialect.New())

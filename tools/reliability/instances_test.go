@@ -120,6 +120,9 @@ const twoInstanceTTLBound = core.DefaultCacheTTL + 500*time.Millisecond
 // no write. The PostgreSQL feed, which brings the bound down to
 // milliseconds, is tested in the pgnotify module.
 func TestTwoInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the cache's 1 s TTL on every backend (10 s): runs without -short; pgnotify's TestTwoProcessesLogout/listener covers the bound in -short")
+	}
 	for _, name := range soakBackends {
 		t.Run(name, func(t *testing.T) {
 			plain, second := openTwoStores(t, name)
