@@ -23,7 +23,6 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/sqlsessions/sqlsessions/bunstore"
-	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/sqlsessions/sqlsessions/internal/pgbouncer"
 )
@@ -350,19 +349,6 @@ func (r *cancelRig) instance(t *testing.T, d time.Duration) instanceStats {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return st
-}
-
-// visitOnce increments a counter in the session token ("" for a new one)
-// as one HTTP request would, and returns the session's token.
-func visitOnce(ctx context.Context, s core.Store, token string) (string, error) {
-	sess := core.NewSession(s, token, nil)
-	if _, err := core.Update(ctx, sess, "n", func(n int, _ bool) (int, error) { return n + 1, nil }); err != nil {
-		return "", err
-	}
-	if _, err := sess.Commit(ctx); err != nil {
-		return "", err
-	}
-	return sess.Token().String(), nil
 }
 
 // checkServing: PgBouncer runs and serves a new pool, every request of

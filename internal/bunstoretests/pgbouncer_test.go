@@ -43,6 +43,19 @@ func TestPgBouncer(t *testing.T) {
 	}
 }
 
+// visitOnce increments a counter in the session token ("" for a new one)
+// as one HTTP request would, and returns the session's token.
+func visitOnce(ctx context.Context, s core.Store, token string) (string, error) {
+	sess := core.NewSession(s, token, nil)
+	if _, err := core.Update(ctx, sess, "n", func(n int, _ bool) (int, error) { return n + 1, nil }); err != nil {
+		return "", err
+	}
+	if _, err := sess.Commit(ctx); err != nil {
+		return "", err
+	}
+	return sess.Token().String(), nil
+}
+
 // concurrentCounters has 20 clients increment counters in 200 requests, as
 // the examples' visitors do: each client its own session, and all of them
 // one shared session. Every request must succeed and every count be kept.
@@ -51,16 +64,7 @@ func TestPgBouncer(t *testing.T) {
 func concurrentCounters(t *testing.T, s core.Store) {
 	ctx := context.Background()
 	const clients, requests = 20, 10
-	visit := func(token string) (string, error) {
-		sess := core.NewSession(s, token, nil)
-		if _, err := core.Update(ctx, sess, "n", func(n int, _ bool) (int, error) { return n + 1, nil }); err != nil {
-			return "", err
-		}
-		if _, err := sess.Commit(ctx); err != nil {
-			return "", err
-		}
-		return sess.Token().String(), nil
-	}
+	visit := func(token string) (string, error) { return visitOnce(ctx, s, token) }
 	count := func(token string) int {
 		sess := core.NewSession(s, token, nil)
 		n, _, err := core.Get[int](ctx, sess, "n")
