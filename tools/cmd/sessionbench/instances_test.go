@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sqlsessions/sqlsessions/internal/pgbouncer"
 )
@@ -37,14 +35,7 @@ func runInstances(t *testing.T, backend string, args ...string) *Report {
 		"--workloads", "counter,read", "--instances", "2", "--duration", "1s", "--warmup", "0s",
 		"--rounds", "1", "--sessions", "20", "--concurrency", "4", "--threads", "2"}, args...)
 	cfg := testConfig(t, backend, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var log bytes.Buffer
-	rep, err := run(ctx, cfg, &log)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, log.String())
-	}
-	t.Logf("progress:\n%s", log.String())
+	rep := runReport(t, cfg)
 	if rep.Errors != 0 || len(rep.Results) != len(cfg.workloads) || rep.Instances != 2 {
 		t.Fatalf("%d errors, %d results, %d instances; want 0, %d, 2", rep.Errors, len(rep.Results), rep.Instances, len(cfg.workloads))
 	}

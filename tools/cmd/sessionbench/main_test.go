@@ -110,6 +110,21 @@ func testServer(tb testing.TB, name, s string, floorRow bool) http.Handler {
 // the server processes' CPU was measured, that the counters went up by the
 // increments at most, and sqlsessions' statements per request. A database
 // that cannot be reached, or wrk missing, skips (fails under CI).
+// runReport runs cfg (at most 3 minutes), logs its progress lines and
+// fails the test if the run fails.
+func runReport(t *testing.T, cfg config) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	rep, err := run(ctx, cfg, &log)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	t.Logf("progress:\n%s", log.String())
+	return rep
+}
+
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs wrk against every server, backend and workload; skipped with -short (.ci/run runs it)")
@@ -127,14 +142,7 @@ func TestRun(t *testing.T) {
 			if cfg.pool != 10 || cfg.inactivity != 10*time.Second || cfg.sessions != 20 {
 				t.Fatalf("--preset seed with overrides: %+v", cfg)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			var log bytes.Buffer
-			rep, err := run(ctx, cfg, &log)
-			if err != nil {
-				t.Fatalf("run: %v\n%s", err, log.String())
-			}
-			t.Logf("progress:\n%s", log.String())
+			rep := runReport(t, cfg)
 			if rep.Errors != 0 || len(rep.Results) != len(workloadNames) {
 				t.Fatalf("%d errors, %d results, want 0 and one per workload (%d)", rep.Errors, len(rep.Results), len(workloadNames))
 			}
