@@ -150,6 +150,9 @@ type config struct {
 	cache       bool     // sqlsessions behind core.CachingStore
 	pgnotify    bool     // the cache fed by pgnotify (PostgreSQL; implies cache)
 	pgbouncer   bool     // the servers' pools through PgBouncer in transaction mode (PostgreSQL)
+	// pause is how long each wrk connection waits between a response and
+	// its next request (whole milliseconds; 0: none, full load).
+	pause time.Duration
 }
 
 // RoundResult is one server's one round.
@@ -276,6 +279,9 @@ type Report struct {
 	SQLitePool  int    `json:"sqlite_pool"`
 	Inactivity  string `json:"inactivity,omitempty"`
 	FloorRow    bool   `json:"floor_row,omitempty"`
+	// PauseMs is --pause: each wrk connection's wait between a response
+	// and its next request.
+	PauseMs int64 `json:"pause_ms,omitempty"`
 	// Servers are the servers run (--servers).
 	Servers []string `json:"servers"`
 	// Instances is how many processes of each server ran at once on the
@@ -377,6 +383,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.instances, "instances", 1, "server processes per server and round (1-4), on the same tables: wrk runs one process per instance with --concurrency/N connections and --threads/N threads (at least 1), all with the same sessions, seeded through instance 1 only; results and CPU are summed")
 	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions wraps its store in core.CachingStore (default options: TTL 1 s)")
 	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "PostgreSQL: the cache gets pgnotify's invalidation feed (the parent installs the triggers once; a Listener per server process, connected directly); implies --cache")
+	fs.DurationVar(&cfg.pause, "pause", 0, "each wrk connection waits this long between a response and its next request (whole milliseconds; 0: none, full load): every server then gets about the same request rate below saturation, so CPU per request compares what a request costs, without what queueing at full load adds to it")
 	fs.BoolVar(&cfg.pgbouncer, "pgbouncer", false, "PostgreSQL: the server processes' pools go through a PgBouncer ("+pgbouncer.Path+") in transaction mode that sessionbench starts, with default_query_exec_mode=exec; the floor runs its statements unprepared, and the servers do not cancel a request whose client went away (PgBouncer 1.18 exits on the cancel requests pgx then sends: pgbouncer issue 801)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -438,6 +445,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("--pool and --sqlite-pool must be at least 1")
 	case cfg.inactivity < 0:
 		return cfg, errors.New("--inactivity must not be negative")
+	case cfg.pause < 0 || cfg.pause > 10*time.Second || cfg.pause%time.Millisecond != 0:
+		return cfg, errors.New("--pause must be whole milliseconds in [0, 10s]")
 	case cfg.instances < 1 || cfg.instances > maxInstances:
 		return cfg, fmt.Errorf("--instances must be in [1, %d]", maxInstances)
 	case cfg.concurrency < cfg.instances:
@@ -474,7 +483,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 		Load: loadOf(cfg.instances), Preset: cfg.preset,
 		Sessions: cfg.sessions, Concurrency: cfg.concurrency, Threads: cfg.threads, Rounds: cfg.rounds,
 		Duration: cfg.duration.String(), Warmup: cfg.warmup.String(), Pool: cfg.pool, SQLitePool: cfg.sqlitePool,
-		FloorRow: cfg.floorRow, Servers: cfg.servers, Instances: cfg.instances,
+		FloorRow: cfg.floorRow, PauseMs: cfg.pause.Milliseconds(), Servers: cfg.servers, Instances: cfg.instances,
 		Cache: cfg.cache, PGNotify: cfg.pgnotify, PgBouncer: cfg.pgbouncer,
 	}
 	if cfg.pgbouncer {
@@ -500,7 +509,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(r.dir)
-	if r.script, err = writeScript(r.dir); err != nil {
+	if r.script, err = writeScript(r.dir, cfg.pause); err != nil {
 		return nil, err
 	}
 	for _, name := range cfg.backends {
@@ -938,6 +947,9 @@ func printReport(w io.Writer, rep *Report) {
 		rep.Load, rep.Sessions, rep.Concurrency, rep.Threads, rep.Rounds, rep.Duration, rep.Warmup, rep.Pool, rep.SQLitePool, expiry, preset)
 	if rep.FloorRow {
 		fmt.Fprintln(w, "the floor's SELECT returns a session-shaped row (--floor-row)")
+	}
+	if rep.PauseMs > 0 {
+		fmt.Fprintf(w, "each wrk connection pauses %d ms between a response and its next request (--pause): a request rate below saturation\n", rep.PauseMs)
 	}
 	fmt.Fprintf(w, "configuration: servers %s; instances %d; cache %s; pgnotify %s; pgbouncer %s\n",
 		strings.Join(rep.Servers, ","), rep.Instances, onOff(rep.Cache), onOff(rep.PGNotify), pgBouncerNote(rep))

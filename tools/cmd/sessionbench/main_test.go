@@ -290,6 +290,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--pgnotify", "--backends", "postgres", "--servers", "floor"}, false},
 		{[]string{"--pgbouncer", "--backends", "postgres", "--servers", "floor"}, true},
 		{[]string{"--pgbouncer", "--backends", "postgres,mysql"}, false},
+		{[]string{"--pause", "8ms"}, true},
+		{[]string{"--pause", "-1ms"}, false},
+		{[]string{"--pause", "1500us"}, false},
+		{[]string{"--pause", "11s"}, false},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if (err == nil) != tc.ok {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,10 +65,18 @@ func (r wrkResult) firstError() string {
 	return strings.Join(parts, "; ")
 }
 
-// writeScript writes wrk's Lua script into dir.
-func writeScript(dir string) (string, error) {
+// writeScript writes wrk's Lua script into dir. With a pause, each
+// connection waits that long between a response and its next request: wrk
+// calls the script's delay function before each request, and only when the
+// script defines one (it then sends every request from a timer), so a run
+// without a pause gets a script without it.
+func writeScript(dir string, pause time.Duration) (string, error) {
 	p := filepath.Join(dir, "sessionbench.lua")
-	return p, os.WriteFile(p, wrkScript, 0o600)
+	script := wrkScript
+	if pause > 0 {
+		script = fmt.Appendf(slices.Clip(script), "\nfunction delay()\n  return %d\nend\n", pause.Milliseconds())
+	}
+	return p, os.WriteFile(p, script, 0o600)
 }
 
 // findWrk returns the path of the wrk binary name (a path, or a name looked

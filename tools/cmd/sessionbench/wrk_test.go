@@ -61,11 +61,17 @@ func TestSumWrk(t *testing.T) {
 // cookies (if any) in the cookie file.
 func runTestWrk(t *testing.T, h http.Handler, workload string, cookies ...string) wrkResult {
 	t.Helper()
+	return runTestWrkPaused(t, h, workload, 0, cookies...)
+}
+
+// runTestWrkPaused is runTestWrk with --pause.
+func runTestWrkPaused(t *testing.T, h http.Handler, workload string, pause time.Duration, cookies ...string) wrkResult {
+	t.Helper()
 	wrk := requireWrk(t)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	dir := t.TempDir()
-	script, err := writeScript(dir)
+	script, err := writeScript(dir, pause)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,5 +154,19 @@ func TestWrkReportsErrors(t *testing.T) {
 	}), workloadNew)
 	if r.bad != r.requests || r.status != 0 {
 		t.Errorf("new sessions without a cookie: %+v, want every response bad, none for its status", r)
+	}
+}
+
+// TestWrkPause: with a pause, each of the 2 connections sends at most one
+// request per pause (about 10 in 1 s at 100 ms, against thousands without).
+func TestWrkPause(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeCount(w, 1) })
+	paused := runTestWrkPaused(t, h, workloadRead, 100*time.Millisecond)
+	if paused.errors() != 0 || paused.requests > 2*11 {
+		t.Errorf("pause 100 ms, 2 connections, 1 s: %d requests, %d errors; want at most 22 and none", paused.requests, paused.errors())
+	}
+	full := runTestWrk(t, h, workloadRead)
+	if full.requests < 10*paused.requests {
+		t.Errorf("without a pause: %d requests, with one %d; want many more without", full.requests, paused.requests)
 	}
 }
