@@ -187,10 +187,15 @@ func (e *env) expiryArg(t time.Time) any {
 // statsOutput is stats' JSON output. Sizes are of the stored data blob of
 // live sessions, in bytes; they are zero when there are none.
 type statsOutput struct {
-	Table     string `json:"table"`
-	Live      int64  `json:"live"`
-	Expired   int64  `json:"expired"`
-	DataBytes struct {
+	Table   string `json:"table"`
+	Live    int64  `json:"live"`
+	Expired int64  `json:"expired"`
+	// Unreadable counts rows whose expiry no session has (past
+	// core.MaxDeadline, such as PostgreSQL's infinity; on SQLite also
+	// text, blobs or NULL): Load reports them corrupt and purge removes
+	// them, so they are neither live nor expired.
+	Unreadable int64 `json:"unreadable"`
+	DataBytes  struct {
 		P50   int64 `json:"p50"`
 		P90   int64 `json:"p90"`
 		P99   int64 `json:"p99"`
@@ -200,16 +205,20 @@ type statsOutput struct {
 }
 
 func stats(ctx context.Context, e *env, _ []string) error {
-	now := e.expiryArg(e.now())
+	now, last := e.expiryArg(e.now()), e.expiryArg(core.MaxDeadline)
+	// live is a row whose expiry is after now and a deadline a session can
+	// have (SQLite sorts text and blobs after every number).
+	live := bun.SafeQuery("expiry_date > ? AND expiry_date <= ?", now, last)
 	var out statsOutput
 	out.Table = e.tableName()
 	err := e.db.NewSelect().
 		TableExpr("?", e.table()).
-		ColumnExpr("COUNT(CASE WHEN expiry_date > ? THEN 1 END)", now).
+		ColumnExpr("COUNT(CASE WHEN ? THEN 1 END)", live).
 		ColumnExpr("COUNT(CASE WHEN expiry_date <= ? THEN 1 END)", now).
-		ColumnExpr("COALESCE(MAX(CASE WHEN expiry_date > ? THEN length(data) END), 0)", now).
-		ColumnExpr("COALESCE(SUM(CASE WHEN expiry_date > ? THEN length(data) END), 0)", now).
-		Scan(ctx, &out.Live, &out.Expired, &out.DataBytes.Max, &out.DataBytes.Total)
+		ColumnExpr("COUNT(CASE WHEN expiry_date > ? OR expiry_date IS NULL THEN 1 END)", last).
+		ColumnExpr("COALESCE(MAX(CASE WHEN ? THEN length(data) END), 0)", live).
+		ColumnExpr("COALESCE(SUM(CASE WHEN ? THEN length(data) END), 0)", live).
+		Scan(ctx, &out.Live, &out.Expired, &out.Unreadable, &out.DataBytes.Max, &out.DataBytes.Total)
 	if err != nil {
 		return e.dbError("stats", err)
 	}
@@ -229,7 +238,7 @@ func stats(ctx context.Context, e *env, _ []string) error {
 			TableExpr("?", e.table()).
 			ColumnExpr("length(data) AS size").
 			ColumnExpr("ROW_NUMBER() OVER (ORDER BY length(data)) AS rank_").
-			Where("expiry_date > ?", now)
+			Where("?", live)
 		var rows []struct {
 			Rank int64 `bun:"rank_"`
 			Size int64 `bun:"size"`
@@ -254,8 +263,12 @@ func stats(ctx context.Context, e *env, _ []string) error {
 		return printJSON(e.stdout, out)
 	}
 	d := out.DataBytes
-	_, err = fmt.Fprintf(e.stdout, "table:    %s\nlive:     %d\nexpired:  %d\ndata size of live sessions (bytes): p50 %d, p90 %d, p99 %d, max %d, total %d\n",
-		out.Table, out.Live, out.Expired, d.P50, d.P90, d.P99, d.Max, d.Total)
+	unreadable := ""
+	if out.Unreadable > 0 {
+		unreadable = fmt.Sprintf("unreadable: %d (an expiry no session has; purge removes them)\n", out.Unreadable)
+	}
+	_, err = fmt.Fprintf(e.stdout, "table:    %s\nlive:     %d\nexpired:  %d\n%sdata size of live sessions (bytes): p50 %d, p90 %d, p99 %d, max %d, total %d\n",
+		out.Table, out.Live, out.Expired, unreadable, d.P50, d.P90, d.P99, d.Max, d.Total)
 	return err
 }
 

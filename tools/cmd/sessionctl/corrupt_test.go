@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,27 @@ func TestCorruptRows(t *testing.T) {
 		}
 		good := newUserSession(t, s, "alice", map[string]any{"k": "fine"})
 
+		// stats counts a row whose expiry no session has as unreadable,
+		// not live; the other damaged rows have a live expiry.
+		unreadable := 0
+		for _, d := range ds {
+			if d.unreadableExpiry {
+				unreadable++
+			}
+		}
+		statsOf := func() statsOutput {
+			t.Helper()
+			r := runCLI(t, nil, append([]string{"stats", "--json"}, b.args...)...)
+			var out statsOutput
+			if err := json.Unmarshal([]byte(r.stdout), &out); r.code != 0 || err != nil {
+				t.Fatalf("stats: exit %d, %v, stdout %q, stderr %q", r.code, err, r.stdout, r.stderr)
+			}
+			return out
+		}
+		if got := statsOf(); got.Live != int64(len(ds)-unreadable+1) || got.Unreadable != int64(unreadable) || got.Expired != 0 {
+			t.Errorf("stats before purge: live %d, unreadable %d, expired %d; want %d, %d, 0", got.Live, got.Unreadable, got.Expired, len(ds)-unreadable+1, unreadable)
+		}
+
 		r := runCLI(t, nil, append([]string{"sessions", "--user", "alice"}, b.args...)...)
 		if r.code != 0 || !strings.Contains(r.stdout, string(good.ID())) {
 			t.Errorf("sessions --user alice: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
@@ -102,6 +124,9 @@ func TestCorruptRows(t *testing.T) {
 		}
 		if !loaded(t, s, good.ID()) {
 			t.Error("purge removed a live session")
+		}
+		if got := statsOf(); got.Unreadable != 0 || got.Live != int64(len(ds)-unreadable+1) {
+			t.Errorf("stats after purge: live %d, unreadable %d; want %d, 0", got.Live, got.Unreadable, len(ds)-unreadable+1)
 		}
 		for i, d := range ds {
 			if d.unreadableExpiry {

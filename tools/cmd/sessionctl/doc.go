@@ -68,7 +68,10 @@
 //
 // Counts live and expired (not yet purged) sessions and reports the size of
 // the stored data of live sessions in bytes: the 50th, 90th and 99th
-// percentiles (nearest rank), the largest and the total.
+// percentiles (nearest rank), the largest and the total. Rows whose expiry
+// no session can have (past the year 9999, such as PostgreSQL's infinity;
+// text or NULL on SQLite) are counted apart as unreadable, on a line of their
+// own when there are any: purge removes them.
 //
 //	$ sessionctl stats
 //	table:    tower_sessions.session
@@ -78,7 +81,7 @@
 //
 // With --json (indented; shortened here):
 //
-//	{"table": "tower_sessions.session", "live": 18204, "expired": 311,
+//	{"table": "tower_sessions.session", "live": 18204, "expired": 311, "unreadable": 0,
 //	 "data_bytes": {"p50": 61, "p90": 230, "p99": 1840, "max": 65210, "total": 2190112}}
 //
 // # inspect TOKEN
