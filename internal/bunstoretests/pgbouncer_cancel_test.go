@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -29,8 +30,8 @@ import (
 
 // withoutCancelRequests is the pgx configuration docs/many-instances.md
 // ("PgBouncer") and bunstore's package documentation give for PgBouncer
-// before 1.20: pgx never sends a PostgreSQL CancelRequest. Keep it the
-// same as the documented snippet.
+// before 1.20: pgx never sends a PostgreSQL CancelRequest.
+// TestCancelSnippetDocumented checks that the snippet has its lines.
 func withoutCancelRequests(cfg *pgx.ConnConfig) {
 	dial := cfg.DialFunc
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -393,4 +394,34 @@ func tail(log string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestCancelSnippetDocumented: the lines that make withoutCancelRequests
+// work are in docs/many-instances.md's snippet too, so that the documented
+// workaround stays the one TestPgBouncerCancel pins.
+func TestCancelSnippetDocumented(t *testing.T) {
+	lines := []string{
+		"dial := cfg.DialFunc",
+		"c, err := dial(ctx, network, addr)",
+		"return &noCancelConn{Conn: c}, nil",
+		"if !c.wrote && len(p) >= 8 && binary.BigEndian.Uint32(p[4:8]) == 80877102 {",
+		"c.Conn.Close()",
+		"c.wrote = true",
+		"return c.Conn.Write(p)",
+	}
+	for _, file := range []string{"pgbouncer_cancel_test.go", "../../docs/many-instances.md"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for l := range strings.Lines(string(b)) {
+			have[strings.TrimSpace(l)] = true
+		}
+		for _, l := range lines {
+			if !have[l] {
+				t.Errorf("%s lacks the line %q", file, l)
+			}
+		}
+	}
 }
