@@ -30,7 +30,10 @@ import (
 // rawStatements is the floor: hand-written SQL for one table.
 type rawStatements struct {
 	load, save, create *sql.Stmt
-	expiry             func(time.Time) any
+	// loadOne reads one integer (the version) of the row load reads: what
+	// a hand-written counter that keeps one integer per session reads.
+	loadOne *sql.Stmt
+	expiry  func(time.Time) any
 }
 
 func prepareRaw(b testing.TB, db *bun.DB, s *bunstore.Store) *rawStatements {
@@ -39,21 +42,24 @@ func prepareRaw(b testing.TB, db *bun.DB, s *bunstore.Store) *rawStatements {
 	if s.SchemaName() != "" {
 		tbl = s.SchemaName() + "." + tbl
 	}
-	var load, save, create string
+	var load, save, create, loadOne string
 	r := &rawStatements{}
 	switch db.Dialect().Name() {
 	case dialect.PG:
 		load = "SELECT data, expiry_date, version FROM " + tbl + " WHERE id = $1 AND expiry_date > $2"
+		loadOne = "SELECT version FROM " + tbl + " WHERE id = $1 AND expiry_date > $2"
 		save = "UPDATE " + tbl + " SET data = $1, expiry_date = $2, version = version + 1 WHERE id = $3 AND version = $4"
 		create = "INSERT INTO " + tbl + " (id, data, expiry_date, version) VALUES ($1, $2, $3, 1) ON CONFLICT (id) DO NOTHING"
 		r.expiry = func(t time.Time) any { return t }
 	case dialect.MySQL:
 		load = "SELECT data, expiry_date, version FROM " + tbl + " WHERE id = ? AND expiry_date > ?"
+		loadOne = "SELECT version FROM " + tbl + " WHERE id = ? AND expiry_date > ?"
 		save = "UPDATE " + tbl + " SET data = ?, expiry_date = ?, version = version + 1 WHERE id = ? AND version = ?"
 		create = "INSERT INTO " + tbl + " (id, data, expiry_date, version) VALUES (?, ?, ?, 1)"
 		r.expiry = func(t time.Time) any { return t } // parseTime=true&loc=UTC
 	default:
 		load = "SELECT data, expiry_date, version FROM " + tbl + " WHERE id = ? AND expiry_date > ?"
+		loadOne = "SELECT version FROM " + tbl + " WHERE id = ? AND expiry_date > ?"
 		save = "UPDATE " + tbl + " SET data = ?, expiry_date = ?, version = version + 1 WHERE id = ? AND version = ?"
 		create = "INSERT INTO " + tbl + " (id, data, expiry_date, version) VALUES (?, ?, ?, 1) ON CONFLICT (id) DO NOTHING"
 		r.expiry = func(t time.Time) any { return t.UnixMicro() }
@@ -61,7 +67,7 @@ func prepareRaw(b testing.TB, db *bun.DB, s *bunstore.Store) *rawStatements {
 	for _, x := range []struct {
 		dst **sql.Stmt
 		q   string
-	}{{&r.load, load}, {&r.save, save}, {&r.create, create}} {
+	}{{&r.load, load}, {&r.loadOne, loadOne}, {&r.save, save}, {&r.create, create}} {
 		st, err := db.DB.Prepare(x.q)
 		if err != nil {
 			b.Fatal(err)

@@ -19,7 +19,8 @@ import (
 // TestFloorRatio measures the store against the raw database/sql floor with
 // rounds that alternate between the two (so background load on a shared
 // machine hits both alike) and logs the median throughput ratio per
-// operation and dialect. It is a measurement, not a pass/fail timing test:
+// operation and dialect ("Load/1": the store's Load against a SELECT of
+// one integer of the same row). It is a measurement, not a pass/fail timing test:
 // it runs only with SQLSESSIONS_BENCH_RATIO=1 and fails only if an operation
 // fails.
 //
@@ -97,6 +98,21 @@ func TestFloorRatio(t *testing.T) {
 						}
 						return func() error {
 							return raw.load.QueryRowContext(ctx, string(next()), raw.expiry(time.Now().UTC())).Scan(&b, dst, &ver)
+						}
+					}},
+				// The store's Load against reading one integer of the
+				// same row: what the row's shape costs beyond a counter.
+				{"Load/1",
+					func() func() error {
+						return func() error {
+							_, err := s.Load(ctx, next(), time.Now())
+							return err
+						}
+					},
+					func() func() error {
+						var ver int64
+						return func() error {
+							return raw.loadOne.QueryRowContext(ctx, string(next()), raw.expiry(time.Now().UTC())).Scan(&ver)
 						}
 					}},
 				{"Save",
