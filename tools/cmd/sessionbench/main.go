@@ -35,6 +35,14 @@
 // Workloads: counter (read the counter, increment, write it back), read
 // (read only) and new (no cookie: a new session per request).
 //
+// By default wrk's connections never wait, which measures each server at
+// full load. --pause D makes each connection wait D between a response and
+// its next request, so every server gets about the same rate below
+// saturation and CPU per request compares what a request costs, without
+// what the slower server's queueing adds at full load:
+//
+//	go run ./cmd/sessionbench --preset seed --pause 12ms
+//
 // # Many instances on one database
 //
 // --servers picks the servers (the ratios that need one left out are not
