@@ -2,7 +2,6 @@ package pgnotify_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -14,9 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver
 	"github.com/sqlsessions/sqlsessions/bunstore"
@@ -220,7 +220,7 @@ func startProcess(t *testing.T, cfg instanceConfig) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -260,23 +260,6 @@ func startProcess(t *testing.T, cfg instanceConfig) *instance {
 		t.Fatalf("the instance process did not start within 30 s; stderr:\n%s", stderr.String())
 		return nil
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}

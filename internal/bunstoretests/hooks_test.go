@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
+
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
@@ -51,7 +53,7 @@ func TestBunQueryHooks(t *testing.T) {
 			t.Parallel()
 			var wire dbtest.Counter
 			rec := &eventRecorder{}
-			debug := &syncBuffer{}
+			debug := &syncbuf.Buffer{}
 			db := d.OpenCounting(t, &wire).
 				WithQueryHook(rec).
 				WithQueryHook(bundebug.NewQueryHook(bundebug.WithWriter(debug), bundebug.WithVerbose(true)))

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
+
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
@@ -71,12 +73,12 @@ type httpRig struct {
 	t       *testing.T
 	srv     *httptest.Server // nil where there are no sockets
 	handler http.Handler
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 }
 
 func newHTTPRig(t *testing.T, s *bunstore.Store, opts ...httpadapter.Option) *httpRig {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts = append([]httpadapter.Option{httpadapter.WithSecure(false), httpadapter.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}, opts...)
 	m, err := httpadapter.New(s, opts...)
 	if err != nil {

@@ -1,7 +1,6 @@
 package bunstoretests
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -14,29 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
+
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 	"github.com/uptrace/bun"
 )
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func countRows(t testing.TB, db *bun.DB, s *bunstore.Store) int {
 	t.Helper()
@@ -52,7 +35,7 @@ func countRows(t testing.TB, db *bun.DB, s *bunstore.Store) int {
 // logs them, purges once the table works, and returns when ctx ends.
 func TestContinuouslyDeleteExpired(t *testing.T) {
 	db := dbtest.OpenSQLite(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := bunstore.New(db, bunstore.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), bunstore.WithDeleteBatchSize(10))
 	if err != nil {
 		t.Fatal(err)

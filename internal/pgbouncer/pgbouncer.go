@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 )
 
 // Path is where Debian's pgbouncer package installs the binary; Bin looks
@@ -70,7 +72,7 @@ type Process struct {
 	Addr string
 
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *syncbuf.Buffer
 	done    chan struct{}
 	err     error // of Wait, set before done is closed
 	tempDir string
@@ -198,7 +200,7 @@ ignore_startup_parameters = extra_float_digits
 	}
 	cmd.Args = append(cmd.Args, path)
 	dieWithParent(cmd)
-	p := &Process{cmd: cmd, log: new(syncBuffer), done: make(chan struct{})}
+	p := &Process{cmd: cmd, log: new(syncbuf.Buffer), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", c.Bin, err)
@@ -263,22 +265,4 @@ func (p *Process) Log() string { return p.log.String() }
 func (p *Process) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
-}
-
-// syncBuffer is a strings.Builder safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

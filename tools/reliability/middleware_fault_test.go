@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
+
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
 )
@@ -78,7 +80,7 @@ func TestMiddlewareFaults(t *testing.T) {
 			checkNoLeak(t)
 			fb := openFault(t, name)
 
-			logs := &logBuffer{}
+			logs := &syncbuf.Buffer{}
 			logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			prev := slog.Default()
 			slog.SetDefault(logger)

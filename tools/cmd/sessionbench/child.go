@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,8 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 )
 
 // childStartTimeout bounds how long a child may take to open its pool and
@@ -28,7 +28,7 @@ type child struct {
 	url   string // http://127.0.0.1:port
 	stdin io.WriteCloser
 	// stderr keeps what the child wrote there, for errors and warnings.
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{} // closed when the process has been waited for
 	err    error         // of Wait, once done
 }
@@ -36,7 +36,7 @@ type child struct {
 // startChild starts exe (this program) serving cfg and waits until it
 // listens.
 func startChild(ctx context.Context, exe string, cfg serverConfig, cpuProfile string) (*child, error) {
-	c := &child{name: cfg.backend + "/" + cfg.server, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	c := &child{name: cfg.backend + "/" + cfg.server, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(exe, serveArgs(cfg, cpuProfile)...)
 	c.cmd.Stderr = c.stderr
 	if cfg.poolURL != "" {
@@ -135,23 +135,4 @@ func (c *child) stats(ctx context.Context, client *http.Client) (processStats, e
 		return s, fmt.Errorf("%s: stats: %w", c.name, err)
 	}
 	return s, nil
-}
-
-// lockedBuffer is a bytes.Buffer that exec's copying goroutine and the
-// parent may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
