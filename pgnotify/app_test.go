@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
-
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 	"github.com/sqlsessions/sqlsessions/pgnotify"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"

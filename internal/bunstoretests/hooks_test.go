@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
-
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/extra/bundebug"
 )

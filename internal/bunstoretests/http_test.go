@@ -12,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
-
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 )
 
 // state is what testApp answers: the session's counter and user.

@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
-
 	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 	"github.com/uptrace/bun"
 )
 

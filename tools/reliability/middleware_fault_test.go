@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
-
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/httpadapter"
+	"github.com/sqlsessions/sqlsessions/internal/syncbuf"
 )
 
 // requestDeadline is each request's budget on the server in the fault tests;
