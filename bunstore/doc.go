@@ -95,6 +95,19 @@
 // CancelRequest message: docs/many-instances.md ("PgBouncer") gives the
 // code, and TestPgBouncerCancel in internal/bunstoretests pins it.
 //
+// # Cancelled requests
+//
+// pgx's database/sql driver closes a connection whose statement a
+// context interrupted but does not implement driver.Validator, so
+// database/sql puts the closed connection back into the pool, and a
+// request that draws three of them in a row fails with "driver: bad
+// connection". The store runs a statement that failed so outside a
+// transaction again, up to the pool's MaxOpenConns + 1 times while its
+// context lasts: such a driver error means the statement was not sent.
+// The application's own queries on that pool need a connector that
+// implements driver.Validator; RELIABILITY.md ("Requests cancelled on a
+// pgx pool") gives one.
+//
 // # Query hooks
 //
 // By default these statements run on the *sql.DB, beside bun's query path,

@@ -169,6 +169,45 @@ func (c *conn) QueryRowContext(ctx context.Context, query string, _ ...any) *sql
 // exec runs st with args, in tx unless it is nil (see WithBunQueryHooks
 // and WithPreparedStatements for how).
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, st *statement, args ...any) (sql.Result, error) {
+	for try := 1; ; try++ {
+		res, err := s.execOnce(ctx, tx, st, args...)
+		if !s.again(ctx, tx, err, try) {
+			return res, err
+		}
+	}
+}
+
+// queryRow runs st, a single-row query, with args and scans its row into
+// dest; no row is sql.ErrNoRows.
+func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, st *statement, args []any, dest ...any) error {
+	for try := 1; ; try++ {
+		err := s.queryRowOnce(ctx, tx, st, args, dest...)
+		if !s.again(ctx, tx, err, try) {
+			return err
+		}
+	}
+}
+
+// again reports whether a statement run outside a transaction that failed
+// with driver.ErrBadConn runs again. database/sql returns that error when
+// three connections in a row from the pool were closed, and a driver
+// returns it only when the statement was not sent, so running it again
+// is safe. pgx's database/sql driver (v5.12) closes a connection whose
+// statement was interrupted by its context and does not implement
+// driver.Validator, so database/sql puts it back into the pool; after a
+// few requests cancelled mid-statement, a request that nobody cancelled
+// could fail with "driver: bad connection" (TestDeadConnectionsInPool).
+// Each failed try has taken closed connections out of the pool, so pool
+// size plus one tries are enough; a database that is down fails them
+// with a connection error, not ErrBadConn, and ends the loop at once.
+func (s *Store) again(ctx context.Context, tx *sql.Tx, err error, try int) bool {
+	if err == nil || tx != nil || !errors.Is(err, driver.ErrBadConn) || ctx.Err() != nil {
+		return false
+	}
+	return try <= max(s.sqldb.Stats().MaxOpenConnections, 1)
+}
+
+func (s *Store) execOnce(ctx context.Context, tx *sql.Tx, st *statement, args ...any) (sql.Result, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -179,9 +218,7 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, st *statement, args ...any
 	return c.ExecContext(ctx, st.query)
 }
 
-// queryRow runs st, a single-row query, with args and scans its row into
-// dest; no row is sql.ErrNoRows.
-func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, st *statement, args []any, dest ...any) error {
+func (s *Store) queryRowOnce(ctx context.Context, tx *sql.Tx, st *statement, args []any, dest ...any) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}

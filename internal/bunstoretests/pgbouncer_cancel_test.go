@@ -2,6 +2,7 @@ package bunstoretests
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"encoding/binary"
 	"errors"
@@ -162,7 +163,7 @@ func pgBouncerVersion() string {
 }
 
 // open opens a pool of 8 connections through PgBouncer with the rig's pgx
-// configuration; with a non-nil socks, every socket it opens (sessions and
+// configuration, through validConnector; with a non-nil socks, every socket it opens (sessions and
 // cancel requests) is recorded there, so that the test can end the
 // "instance" as the kernel would.
 func (r *cancelRig) open(t *testing.T, socks *sockets) *bun.DB {
@@ -184,7 +185,10 @@ func (r *cancelRig) open(t *testing.T, socks *sockets) *bun.DB {
 	if socks != nil {
 		cfg.DialFunc = socks.record(cfg.DialFunc)
 	}
-	sqldb := stdlib.OpenDB(*cfg)
+	// validConnector: the test's own queries stand for the application's,
+	// which need it on a pool where statements are cancelled
+	// (TestDeadConnectionsInPool); the store's do not.
+	sqldb := sql.OpenDB(validConnector{stdlib.GetConnector(*cfg)})
 	sqldb.SetMaxOpenConns(8)
 	sqldb.SetMaxIdleConns(8)
 	t.Cleanup(func() { sqldb.Close() })
