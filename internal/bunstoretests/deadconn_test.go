@@ -90,6 +90,7 @@ func TestDeadConnectionsInPool(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seconds of cancelled statements; skipped under -short")
 	}
+	dbtest.OpenPostgres(t) // skips, or fails under CI, if PostgreSQL is unreachable
 	cfg, err := pgx.ParseConfig(dbtest.PostgresURL())
 	if err != nil {
 		t.Fatal(err)
