@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/sqlsessions/sqlsessions/core"
@@ -85,7 +86,9 @@ func (c wrapConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // connection (then pgx may have stopped returning them to the pool, and
 // Store.again may go). "validating-connector": the same load as long
 // again (3-10 s) on a pool opened through validConnector, where no query
-// may fail. In both, every session keeps each acknowledged increment.
+// may fail; so also, for 5 s, on lib/pq and on MariaDB through
+// go-sql-driver/mysql, whose drivers implement driver.Validator. In all,
+// every session keeps each acknowledged increment.
 func TestDeadConnectionsInPool(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seconds of cancelled statements; skipped under -short")
@@ -119,16 +122,21 @@ func TestDeadConnectionsInPool(t *testing.T) {
 			t.Errorf("no request drew a closed connection in %v: the test no longer shows the hazard it guards against (does pgx's driver implement driver.Validator now? then bunstore's Store.again may go)", st.elapsed)
 		}
 	})
-	t.Run("validating-connector", func(t *testing.T) {
-		db := open(t, func(c *stdlib.Conn) driver.Conn { return validConn{c} })
-		d := min(max(took, 3*time.Second), 10*time.Second)
+	// The same load for d where no query may fail.
+	noFailures := func(t *testing.T, db *bun.DB, d time.Duration) {
 		st := deadConnLoad(t, db, func(st *deadConnStats, elapsed time.Duration) bool {
 			return elapsed > d || st.storeFailed.Load() > 0 || st.appFailed.Load() > 0
 		})
 		if n := st.appFailed.Load() + st.storeFailed.Load(); n > 0 {
-			t.Errorf("%d requests nobody cancelled failed through the validating connector, the first with: %v %v", n, st.firstAppErr.Load(), st.firstStoreErr.Load())
+			t.Errorf("%d requests nobody cancelled failed, the first with: %v %v", n, st.firstAppErr.Load(), st.firstStoreErr.Load())
 		}
+	}
+	t.Run("validating-connector", func(t *testing.T) {
+		noFailures(t, open(t, func(c *stdlib.Conn) driver.Conn { return validConn{c} }), min(max(took, 3*time.Second), 10*time.Second))
 	})
+	// lib/pq and go-sql-driver/mysql implement driver.Validator.
+	t.Run("lib-pq", func(t *testing.T) { noFailures(t, dbtest.OpenPostgresPQ(t), 5*time.Second) })
+	t.Run("mysql", func(t *testing.T) { noFailures(t, dbtest.OpenMySQL(t), 5*time.Second) })
 }
 
 type deadConnStats struct {
@@ -138,7 +146,7 @@ type deadConnStats struct {
 }
 
 // deadConnLoad runs, on a pool of 8: 16 workers that each take a
-// connection and run SELECT pg_sleep(0.01) on it, cancelled after
+// connection and sleep 10 ms on it in SQL, cancelled after
 // 0.5-1.5 ms, 4 that run SELECT 1
 // uncancelled (the app's own queries), and 12 that increment a counter in
 // a session of their own through a store, uncancelled; until enough says
@@ -149,6 +157,10 @@ func deadConnLoad(t *testing.T, db *bun.DB, enough func(*deadConnStats, time.Dur
 	db.DB.SetMaxOpenConns(8)
 	db.DB.SetMaxIdleConns(8)
 	s := dbtest.NewStore(t, db)
+	sleep := "SELECT pg_sleep(0.01)"
+	if db.Dialect().Name() == dialect.MySQL {
+		sleep = "SELECT SLEEP(0.01)"
+	}
 	const victims, apps, stores = 16, 4, 12
 	var (
 		st   deadConnStats
@@ -163,7 +175,7 @@ func deadConnLoad(t *testing.T, db *bun.DB, enough func(*deadConnStats, time.Dur
 					continue
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(500+rand.IntN(1000))*time.Microsecond)
-				_, _ = conn.ExecContext(ctx, "SELECT pg_sleep(0.01)")
+				_, _ = conn.ExecContext(ctx, sleep)
 				cancel()
 				conn.Close()
 				st.cancelled.Add(1)
