@@ -6,8 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"math/rand/v2"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -245,7 +243,8 @@ func deadConnLoad(t *testing.T, db *bun.DB, enough func(*deadConnStats, time.Dur
 }
 
 // TestValidatorSnippetDocumented: the lines of validConn and
-// validConnector are in RELIABILITY.md's snippet too.
+// validConnector are in RELIABILITY.md's snippet too, so that the
+// documented connector stays the one TestDeadConnectionsInPool tests.
 func TestValidatorSnippetDocumented(t *testing.T) {
 	lines := []string{
 		"type validConn struct{ *stdlib.Conn }",
@@ -255,17 +254,5 @@ func TestValidatorSnippetDocumented(t *testing.T) {
 		"conn, err := c.Connector.Connect(ctx)",
 		"return validConn{conn.(*stdlib.Conn)}, nil",
 	}
-	b, err := os.ReadFile("../../RELIABILITY.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for l := range strings.Lines(string(b)) {
-		have[strings.TrimSpace(l)] = true
-	}
-	for _, l := range lines {
-		if !have[l] {
-			t.Errorf("RELIABILITY.md lacks the line %q", l)
-		}
-	}
+	haveLines(t, lines, "deadconn_test.go", "../../RELIABILITY.md")
 }

@@ -413,7 +413,15 @@ func TestCancelSnippetDocumented(t *testing.T) {
 		"c.wrote = true",
 		"return c.Conn.Write(p)",
 	}
-	for _, file := range []string{"pgbouncer_cancel_test.go", "../../docs/many-instances.md"} {
+	haveLines(t, lines, "pgbouncer_cancel_test.go", "../../docs/many-instances.md")
+}
+
+// haveLines fails t for each of lines (compared without the indentation)
+// that is not a line of every file: a documented snippet and the code that
+// tests it.
+func haveLines(t *testing.T, lines []string, files ...string) {
+	t.Helper()
+	for _, file := range files {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
