@@ -17,6 +17,7 @@ import (
 	"github.com/uptrace/bun/dialect"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
+	"github.com/sqlsessions/sqlsessions/bunstore"
 	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/sqlsessions/sqlsessions/internal/dbtest"
 )
@@ -78,7 +79,8 @@ func (c wrapConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // row fails with "driver: bad connection".
 //
 // "pgx": the store's statements must not fail (bunstore's Store.again
-// runs them again), while the app's own queries on the same pool (SELECT
+// runs them again; "pgx-bun-hooks-prepared": so too through bun's query
+// path and statements the store prepares), while the app's own queries on the same pool (SELECT
 // 1) may. It runs until the store has served 40 requests and an app query
 // has failed, or for 30 s; it fails if no request drew a closed
 // connection (then pgx may have stopped returning them to the pool, and
@@ -105,21 +107,31 @@ func TestDeadConnectionsInPool(t *testing.T) {
 		return bun.NewDB(sqldb, pgdialect.New())
 	}
 	var took time.Duration
-	t.Run("pgx", func(t *testing.T) {
-		var drawn atomic.Int64
-		db := open(t, func(c *stdlib.Conn) driver.Conn { return countingConn{c, &drawn} })
-		st := deadConnLoad(t, db, func(st *deadConnStats, elapsed time.Duration) bool {
-			return elapsed > 30*time.Second || st.storeFailed.Load() > 0 || st.appFailed.Load() > 0 && st.storeOK.Load() >= 40
+	// The store's two other ways of running a statement: through bun's
+	// query path, and prepared by the store (database/sql's *sql.Stmt).
+	for _, c := range []struct {
+		name string
+		opts []bunstore.Option
+	}{
+		{"pgx", nil},
+		{"pgx-bun-hooks-prepared", []bunstore.Option{bunstore.WithBunQueryHooks(), bunstore.WithPreparedStatements(true)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var drawn atomic.Int64
+			db := open(t, func(c *stdlib.Conn) driver.Conn { return countingConn{c, &drawn} })
+			st := deadConnLoad(t, db, func(st *deadConnStats, elapsed time.Duration) bool {
+				return elapsed > 30*time.Second || st.storeFailed.Load() > 0 || st.appFailed.Load() > 0 && st.storeOK.Load() >= 40
+			}, c.opts...)
+			took = max(took, st.elapsed)
+			t.Logf("requests nobody cancelled drew %d closed connections", drawn.Load())
+			if n := st.storeFailed.Load(); n > 0 {
+				t.Errorf("%d store requests nobody cancelled failed, the first with: %v", n, st.firstStoreErr.Load())
+			}
+			if drawn.Load() == 0 {
+				t.Errorf("no request drew a closed connection in %v: the test no longer shows the hazard it guards against (does pgx's driver implement driver.Validator now? then bunstore's Store.again may go)", st.elapsed)
+			}
 		})
-		took = st.elapsed
-		t.Logf("requests nobody cancelled drew %d closed connections", drawn.Load())
-		if n := st.storeFailed.Load(); n > 0 {
-			t.Errorf("%d store requests nobody cancelled failed, the first with: %v", n, st.firstStoreErr.Load())
-		}
-		if drawn.Load() == 0 {
-			t.Errorf("no request drew a closed connection in %v: the test no longer shows the hazard it guards against (does pgx's driver implement driver.Validator now? then bunstore's Store.again may go)", st.elapsed)
-		}
-	})
+	}
 	// The same load for d where no query may fail.
 	noFailures := func(t *testing.T, db *bun.DB, d time.Duration) {
 		st := deadConnLoad(t, db, func(st *deadConnStats, elapsed time.Duration) bool {
@@ -150,11 +162,11 @@ type deadConnStats struct {
 // a session of their own through a store, uncancelled; until enough says
 // so. Then it checks every session's counter against the increments
 // acknowledged.
-func deadConnLoad(t *testing.T, db *bun.DB, enough func(*deadConnStats, time.Duration) bool) *deadConnStats {
+func deadConnLoad(t *testing.T, db *bun.DB, enough func(*deadConnStats, time.Duration) bool, opts ...bunstore.Option) *deadConnStats {
 	t.Helper()
 	db.DB.SetMaxOpenConns(8)
 	db.DB.SetMaxIdleConns(8)
-	s := dbtest.NewStore(t, db)
+	s := dbtest.NewStore(t, db, opts...)
 	sleep := "SELECT pg_sleep(0.01)"
 	if db.Dialect().Name() == dialect.MySQL {
 		sleep = "SELECT SLEEP(0.01)"
