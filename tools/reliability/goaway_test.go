@@ -23,8 +23,8 @@ import (
 
 // TestClientsThatGoAway: HTTP clients that send a request to a slow page
 // (the application's own 20 ms query on the session store's pool) and
-// hang up 1-3 ms later, beside clients that stay and add to a cart in
-// sessions of their own. net/http cancels the request's context when its
+// hang up (a TCP reset) 1-3 ms later, beside clients that stay and add to
+// a cart in sessions of their own. net/http cancels the request's context when its
 // client goes away, which interrupts the slow query; on a pgx pool that
 // leaves closed connections in database/sql's pool (RELIABILITY.md,
 // "Requests cancelled on a pgx pool"). Every request of the clients that
@@ -82,6 +82,9 @@ func TestClientsThatGoAway(t *testing.T) {
 						if err != nil {
 							continue
 						}
+						// Close with a reset: no TIME_WAIT, so thousands of
+						// these leave the machine's ports to other tests.
+						_ = c.(*net.TCPConn).SetLinger(0)
 						fmt.Fprintf(c, "POST /report HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", addr)
 						time.Sleep(time.Duration(1000+rand.IntN(2000)) * time.Microsecond)
 						c.Close()
