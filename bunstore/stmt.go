@@ -190,16 +190,18 @@ func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, st *statement, args []
 
 // again reports whether a statement run outside a transaction that failed
 // with driver.ErrBadConn runs again. database/sql returns that error when
-// three connections in a row from the pool were closed, and a driver
-// returns it only when the statement was not sent, so running it again
-// is safe. pgx's database/sql driver (v5.12) closes a connection whose
-// statement was interrupted by its context and does not implement
-// driver.Validator, so database/sql puts it back into the pool; after a
-// few requests cancelled mid-statement, a request that nobody cancelled
-// could fail with "driver: bad connection" (TestDeadConnectionsInPool).
-// Each failed try has taken closed connections out of the pool, so pool
-// size plus one tries are enough; a database that is down fails them
-// with a connection error, not ErrBadConn, and ends the loop at once.
+// three connections in a row from the pool were bad, and retries on it
+// itself: a driver should return it only for a statement it did not send
+// (lib/pq does not always: RELIABILITY.md, "Not covered"), so one more
+// run risks nothing database/sql does not. pgx's database/sql driver
+// (v5.12) closes a connection whose statement its context interrupted and
+// does not implement driver.Validator, so database/sql puts it back into
+// the pool; after a few requests cancelled mid-statement, a request that
+// nobody cancelled could fail with "driver: bad connection"
+// (TestDeadConnectionsInPool). Each failed try has taken bad connections
+// out of the pool, so pool size plus one tries are enough; a database that
+// is down fails them with a connection error, not ErrBadConn, and ends the
+// loop at once.
 func (s *Store) again(ctx context.Context, tx *sql.Tx, err error, try int) bool {
 	if err == nil || tx != nil || !errors.Is(err, driver.ErrBadConn) || ctx.Err() != nil {
 		return false
