@@ -56,7 +56,7 @@ func (c countingConn) ResetSession(ctx context.Context) error {
 	return err
 }
 
-// wrapConnector opens pgx connections and wraps them.
+// wrapConnector opens pgx connections and wraps them (countingConn).
 type wrapConnector struct {
 	driver.Connector
 	wrap func(*stdlib.Conn) driver.Conn
@@ -98,8 +98,9 @@ func TestDeadConnectionsInPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(t *testing.T, wrap func(*stdlib.Conn) driver.Conn) *bun.DB {
-		sqldb := sql.OpenDB(wrapConnector{stdlib.GetConnector(*cfg), wrap})
+	pgxConnector := stdlib.GetConnector(*cfg)
+	open := func(t *testing.T, c driver.Connector) *bun.DB {
+		sqldb := sql.OpenDB(c)
 		t.Cleanup(func() { sqldb.Close() })
 		if err := sqldb.Ping(); err != nil {
 			t.Fatalf("PostgreSQL (%s): %v", dbtest.PostgresURL(), err)
@@ -118,7 +119,7 @@ func TestDeadConnectionsInPool(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var drawn atomic.Int64
-			db := open(t, func(c *stdlib.Conn) driver.Conn { return countingConn{c, &drawn} })
+			db := open(t, wrapConnector{pgxConnector, func(c *stdlib.Conn) driver.Conn { return countingConn{c, &drawn} }})
 			st := deadConnLoad(t, db, func(st *deadConnStats, elapsed time.Duration) bool {
 				return elapsed > 30*time.Second || st.storeFailed.Load() > 0 || st.appFailed.Load() > 0 && st.storeOK.Load() >= 40
 			}, c.opts...)
@@ -142,7 +143,7 @@ func TestDeadConnectionsInPool(t *testing.T) {
 		}
 	}
 	t.Run("validating-connector", func(t *testing.T) {
-		noFailures(t, open(t, func(c *stdlib.Conn) driver.Conn { return validConn{c} }), min(max(took, 3*time.Second), 10*time.Second))
+		noFailures(t, open(t, validConnector{pgxConnector}), min(max(took, 3*time.Second), 10*time.Second))
 	})
 	// lib/pq and go-sql-driver/mysql implement driver.Validator.
 	t.Run("lib-pq", func(t *testing.T) { noFailures(t, dbtest.OpenPostgresPQ(t), 5*time.Second) })

@@ -163,9 +163,9 @@ func pgBouncerVersion() string {
 }
 
 // open opens a pool of 8 connections through PgBouncer with the rig's pgx
-// configuration, through validConnector; with a non-nil socks, every socket it opens (sessions and
-// cancel requests) is recorded there, so that the test can end the
-// "instance" as the kernel would.
+// configuration, through validConnector; with a non-nil socks, every
+// socket it opens (sessions and cancel requests) is recorded there, so
+// that the test can end the "instance" as the kernel would.
 func (r *cancelRig) open(t *testing.T, socks *sockets) *bun.DB {
 	t.Helper()
 	u, err := url.Parse(r.p.URL)
