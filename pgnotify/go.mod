@@ -6,8 +6,10 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/sqlsessions/sqlsessions/bunstore v0.1.0
 	github.com/sqlsessions/sqlsessions/core v0.1.0
+	github.com/sqlsessions/sqlsessions/httpadapter v0.1.0
 	github.com/sqlsessions/sqlsessions/internal v0.1.0
 	github.com/uptrace/bun v1.3.0
+	github.com/uptrace/bun/dialect/pgdialect v1.3.0
 )
 
 require (
@@ -25,7 +27,6 @@ require (
 	github.com/sqlsessions/sqlsessions/sqlitewasm v0.1.0 // indirect
 	github.com/tmthrgd/go-hex v0.0.0-20190904060850-447a3041c3bc // indirect
 	github.com/uptrace/bun/dialect/mysqldialect v1.3.0 // indirect
-	github.com/uptrace/bun/dialect/pgdialect v1.3.0 // indirect
 	github.com/uptrace/bun/dialect/sqlitedialect v1.3.0 // indirect
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
