@@ -114,15 +114,15 @@ func TestRetryBound(t *testing.T) {
 	}
 	var version uint64
 
-	// run sets the budget, runs op and returns its error and attempts.
-	run := func(left int64, op func() error) (error, int64) {
+	// run sets the budget, runs op and returns its attempts and error.
+	run := func(left int64, op func() error) (int64, error) {
 		budget.left.Store(0)
 		budget.tries.Store(0)
 		budget.left.Store(left)
 		err := op()
 		n := budget.tries.Load()
 		budget.left.Store(0)
-		return err, n
+		return n, err
 	}
 	load := func() error {
 		got, err := s.Load(ctx, rec.ID, time.Now())
@@ -158,7 +158,7 @@ func TestRetryBound(t *testing.T) {
 	}{{"load", load}, {"save", save}} {
 		t.Run(op.name+"/within", func(t *testing.T) {
 			before := version
-			err, tries := run(bound-1, op.f)
+			tries, err := run(bound-1, op.f)
 			if err != nil {
 				t.Fatalf("%d statements failing (the bound %d less one): %v", bound-1, bound, err)
 			}
@@ -176,7 +176,7 @@ func TestRetryBound(t *testing.T) {
 		for _, left := range []int64{bound, -1} {
 			t.Run(op.name+"/beyond", func(t *testing.T) {
 				before := version
-				err, tries := run(left, op.f)
+				tries, err := run(left, op.f)
 				if !errors.Is(err, driver.ErrBadConn) {
 					t.Fatalf("%d statements failing: %v, want driver.ErrBadConn", left, err)
 				}
@@ -215,7 +215,7 @@ func TestRetryBound(t *testing.T) {
 	t.Run("unlimited-pool", func(t *testing.T) {
 		sqldb.SetMaxOpenConns(0)
 		defer sqldb.SetMaxOpenConns(poolSize)
-		err, tries := run(-1, load)
+		tries, err := run(-1, load)
 		if !errors.Is(err, driver.ErrBadConn) {
 			t.Fatalf("%v, want driver.ErrBadConn", err)
 		}
