@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -89,22 +90,32 @@ type trigger struct {
 }
 
 var triggers = []trigger{
-	{"sqlsessions_notify_v1_update", rowFunc,
-		"AFTER UPDATE ON %[1]s FOR EACH ROW WHEN (OLD.expiry_date > now()) EXECUTE FUNCTION %[2]s('%[3]s')"},
+	updateTrigger,
 	{"sqlsessions_notify_v1_delete", statementFunc,
 		"AFTER DELETE ON %[1]s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
 	{"sqlsessions_notify_v1_truncate", statementFunc,
 		"AFTER TRUNCATE ON %[1]s FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
 }
 
-// triggerNames are the names of triggers.
-var triggerNames = func() []string {
+// updateTrigger is the one trigger a save fires, and the one a feed of
+// deletions (InstallDeletes, Options.DeletesOnly) leaves out.
+var updateTrigger = trigger{"sqlsessions_notify_v1_update", rowFunc,
+	"AFTER UPDATE ON %[1]s FOR EACH ROW WHEN (OLD.expiry_date > now()) EXECUTE FUNCTION %[2]s('%[3]s')"}
+
+// deleteTriggers are the triggers of a feed of deletions.
+var deleteTriggers = triggers[1:]
+
+// triggerNames are the names of triggers, and deleteTriggerNames of
+// deleteTriggers.
+var triggerNames, deleteTriggerNames = names(triggers), names(deleteTriggers)
+
+func names(trs []trigger) []string {
 	var names []string
-	for _, tr := range triggers {
+	for _, tr := range trs {
 		names = append(names, tr.name)
 	}
 	return names
-}()
+}
 
 // table names one session table and what Install puts on it.
 type table struct {
@@ -188,13 +199,27 @@ func validName(kind, name string) error {
 // role, e.g. at deployment. The role needs the TRIGGER privilege on the table
 // and CREATE on the schema.
 func Install(ctx context.Context, conn *pgx.Conn, schema, table string) error {
+	return install(ctx, conn, schema, table, triggers)
+}
+
+// InstallDeletes is Install for a feed of deletions only
+// (Options.DeletesOnly): it creates the DELETE and TRUNCATE triggers and
+// their function, not the UPDATE trigger, so saves notify nobody and pay
+// nothing for the feed. It leaves an UPDATE trigger that Install created in
+// place (a process with the whole feed may need it): run Uninstall first to
+// move a table from the whole feed to deletions only.
+func InstallDeletes(ctx context.Context, conn *pgx.Conn, schema, table string) error {
+	return install(ctx, conn, schema, table, deleteTriggers)
+}
+
+func install(ctx context.Context, conn *pgx.Conn, schema, table string, trs []trigger) error {
 	t, err := newTable(schema, table)
 	if err != nil {
 		return err
 	}
 	var disabled []string
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) (err error) {
-		disabled, err = t.install(ctx, tx)
+		disabled, err = t.install(ctx, tx, trs)
 		return err
 	})
 	if err != nil {
@@ -206,8 +231,9 @@ func Install(ctx context.Context, conn *pgx.Conn, schema, table string) error {
 	return nil
 }
 
-// install creates what is missing and returns the triggers found disabled.
-func (t table) install(ctx context.Context, tx pgx.Tx) (disabled []string, err error) {
+// install creates what of trs is missing and returns the triggers found
+// disabled.
+func (t table) install(ctx context.Context, tx pgx.Tx, trs []trigger) (disabled []string, err error) {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", t.lockKey()); err != nil {
 		return nil, err
 	}
@@ -219,6 +245,9 @@ func (t table) install(ctx context.Context, tx pgx.Tx) (disabled []string, err e
 		return nil, fmt.Errorf("%w: %s (run the store's Migrate first)", ErrNoTable, t.qualified())
 	}
 	for _, f := range functions {
+		if !slices.ContainsFunc(trs, func(tr trigger) bool { return tr.fn == f }) {
+			continue
+		}
 		var src *string
 		err = tx.QueryRow(ctx, `SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 			WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0`, t.schema, f.name).Scan(&src)
@@ -240,7 +269,7 @@ func (t table) install(ctx context.Context, tx pgx.Tx) (disabled []string, err e
 	existing := map[string]found{}
 	rows, err := tx.Query(ctx, `SELECT t.tgname, t.tgargs, CASE WHEN n.nspname = $3 THEN p.proname ELSE '' END, t.tgenabled <> 'D'
 		FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
-		WHERE t.tgrelid = $1 AND t.tgname = ANY($2)`, *oid, triggerNames, t.schema)
+		WHERE t.tgrelid = $1 AND t.tgname = ANY($2)`, *oid, names(trs), t.schema)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +286,7 @@ func (t table) install(ctx context.Context, tx pgx.Tx) (disabled []string, err e
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for _, tr := range triggers {
+	for _, tr := range trs {
 		f, ok := existing[tr.name]
 		switch {
 		case ok && !f.enabled:
@@ -324,17 +353,17 @@ func Uninstall(ctx context.Context, conn *pgx.Conn, schema, table string) error 
 	return nil
 }
 
-// healthy reports whether the three triggers exist, are enabled and notify
+// healthy reports whether the triggers named exist, are enabled and notify
 // this table's channel: what must hold for the feed to be up.
-func (t table) healthy(ctx context.Context, conn *pgx.Conn) error {
+func (t table) healthy(ctx context.Context, conn *pgx.Conn, names []string) error {
 	var n int
 	err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1)
-		AND tgname = ANY($2) AND tgenabled <> 'D' AND tgargs = $3`, t.qualified(), triggerNames, t.triggerArgs()).Scan(&n)
+		AND tgname = ANY($2) AND tgenabled <> 'D' AND tgargs = $3`, t.qualified(), names, t.triggerArgs()).Scan(&n)
 	if err != nil {
 		return err
 	}
-	if n != len(triggerNames) {
-		return fmt.Errorf("pgnotify: %d of the %d notification triggers on %s are in place and enabled", n, len(triggerNames), t.qualified())
+	if n != len(names) {
+		return fmt.Errorf("pgnotify: %d of the %d notification triggers on %s are in place and enabled", n, len(names), t.qualified())
 	}
 	return nil
 }

@@ -42,6 +42,16 @@ type Options struct {
 	// still checks that they are in place before reporting the feed up.
 	SkipInstall bool
 
+	// DeletesOnly makes the feed report deletions only: log-outs, CycleID,
+	// revocations, TRUNCATE. Saves made elsewhere then reach the cache
+	// within its TTL, as without a feed, and do not pay for a notification
+	// (InstallDeletes puts no trigger on UPDATE, and NOTIFY is what
+	// serialises the commits of a busy session table: BENCHMARKS.md). The
+	// cache keeps its TTL while the listener listens (FeedTTL is not used),
+	// and a session deleted by another process is refused here within
+	// milliseconds. For write-heavy sessions on several processes.
+	DeletesOnly bool
+
 	// HealthInterval is how often Run checks that its connection answers
 	// and that the triggers are still in place, and how long the check may
 	// take. A connection that died silently (a network partition; a server
@@ -71,6 +81,7 @@ type Listener struct {
 	cache     *core.CachingStore
 	table     table
 	install   bool
+	deletes   bool // Options.DeletesOnly
 	health    time.Duration
 	maxWait   time.Duration
 	logger    *slog.Logger
@@ -120,7 +131,7 @@ func New(connString string, cache *core.CachingStore, opts Options) (*Listener, 
 		return nil, err
 	}
 	l := &Listener{
-		config: config, cache: cache, table: t, install: !opts.SkipInstall,
+		config: config, cache: cache, table: t, install: !opts.SkipInstall, deletes: opts.DeletesOnly,
 		health: opts.HealthInterval, maxWait: opts.MaxBackoff, logger: opts.Logger,
 	}
 	if l.health <= 0 {
@@ -140,7 +151,8 @@ func (l *Listener) Channel() string { return l.table.channel() }
 
 // Listening reports whether the listener is connected, listening and has
 // found the triggers in place: while it is, the cache serves entries for its
-// FeedTTL; otherwise for its TTL. A readiness check may report it.
+// FeedTTL (with Options.DeletesOnly: still for its TTL); otherwise for its
+// TTL. A readiness check may report it.
 func (l *Listener) Listening() bool { return l.listening.Load() }
 
 // Run listens until ctx ends, then returns ctx's error. Run it in its own
@@ -191,7 +203,13 @@ func (l *Listener) backoff(n int) time.Duration {
 }
 
 func (l *Listener) up() {
-	l.cache.SetInvalidationFeed(true)
+	if l.deletes {
+		// The cache keeps its TTL; deletions made while the feed was
+		// down were never reported.
+		l.cache.EvictAll()
+	} else {
+		l.cache.SetInvalidationFeed(true)
+	}
 	l.listening.Store(true)
 }
 
@@ -213,7 +231,7 @@ func (l *Listener) serve(ctx context.Context) (up bool, err error) {
 		_ = conn.Close(cctx) // the connection is dropped either way
 	}()
 	if l.install {
-		if err := Install(ctx, conn, l.table.schema, l.table.name); err != nil {
+		if err := install(ctx, conn, l.table.schema, l.table.name, l.triggers()); err != nil {
 			return false, err
 		}
 	}
@@ -256,10 +274,18 @@ func (l *Listener) serve(ctx context.Context) (up bool, err error) {
 func (l *Listener) check(ctx context.Context, conn *pgx.Conn) error {
 	hctx, cancel := context.WithTimeout(ctx, l.health)
 	defer cancel()
-	if err := l.table.healthy(hctx, conn); err != nil {
+	if err := l.table.healthy(hctx, conn, names(l.triggers())); err != nil {
 		return fmt.Errorf("checking the connection and the triggers: %w", err)
 	}
 	return nil
+}
+
+// triggers are the triggers the listener's feed needs.
+func (l *Listener) triggers() []trigger {
+	if l.deletes {
+		return deleteTriggers
+	}
+	return triggers
 }
 
 // deliver evicts the sessions a payload names: ids separated by spaces, or

@@ -92,12 +92,15 @@ func withQuery(rawURL, key, value string) (string, error) {
 // installTriggers installs pgnotify's triggers on sqlsessions' table, once
 // for the run, as an application's deployment does: the server processes'
 // listeners skip installing. They go with the schema at the end.
-func (b *backend) installTriggers(ctx context.Context) error {
+func (b *backend) installTriggers(ctx context.Context, deletesOnly bool) error {
 	conn, err := pgx.Connect(ctx, dburl.PostgresURLFromEnv())
 	if err != nil {
 		return fmt.Errorf("pgnotify: %w", err)
 	}
 	defer conn.Close(context.Background())
+	if deletesOnly {
+		return pgnotify.InstallDeletes(ctx, conn, b.schema, bunstore.DefaultTableName)
+	}
 	return pgnotify.Install(ctx, conn, b.schema, bunstore.DefaultTableName)
 }
 

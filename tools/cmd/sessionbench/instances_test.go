@@ -120,3 +120,18 @@ func TestRunPgBouncerPGNotify(t *testing.T) {
 		}
 	}
 }
+
+// TestRunPGNotifyDeletes runs two instances on PostgreSQL with pgnotify's
+// feed of deletions only: the parent installs no UPDATE trigger, and the
+// counters lose nothing (runInstances checks them).
+func TestRunPGNotifyDeletes(t *testing.T) {
+	rep := runInstances(t, "postgres", "--pgnotify-deletes", "--workloads", "counter")
+	if !rep.Cache || !rep.PGNotify || !rep.PGNotifyDeletes || rep.PgBouncer {
+		t.Errorf("configuration: %+v", rep)
+	}
+	var out strings.Builder
+	printReport(&out, rep)
+	if !strings.Contains(out.String(), "pgnotify on (deletions only)") {
+		t.Errorf("report lacks the feed's kind:\n%s", out.String())
+	}
+}

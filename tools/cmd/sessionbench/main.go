@@ -157,6 +157,7 @@ type config struct {
 	instances   int      // server processes per server and round, on the same tables
 	cache       bool     // sqlsessions behind core.CachingStore
 	pgnotify    bool     // the cache fed by pgnotify (PostgreSQL; implies cache)
+	pgnDeletes  bool     // pgnotify's feed of deletions only (implies pgnotify)
 	pgbouncer   bool     // the servers' pools through PgBouncer in transaction mode (PostgreSQL)
 	// pause is how long each wrk connection waits between a response and
 	// its next request (whole milliseconds; 0: none, full load).
@@ -301,6 +302,7 @@ type Report struct {
 	// transaction mode (PgBouncerPoolSize: its default_pool_size).
 	Cache             bool             `json:"cache"`
 	PGNotify          bool             `json:"pgnotify"`
+	PGNotifyDeletes   bool             `json:"pgnotify_deletes,omitempty"`
 	PgBouncer         bool             `json:"pgbouncer"`
 	PgBouncerPoolSize int              `json:"pgbouncer_pool_size,omitempty"`
 	Errors            int              `json:"errors"`
@@ -391,6 +393,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.instances, "instances", 1, "server processes per server and round (1-4), on the same tables: wrk runs one process per instance with --concurrency/N connections and --threads/N threads (at least 1), all with the same sessions, seeded through instance 1 only; results and CPU are summed")
 	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions wraps its store in core.CachingStore (default options: TTL 1 s)")
 	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "PostgreSQL: the cache gets pgnotify's invalidation feed (the parent installs the triggers once; a Listener per server process, connected directly); implies --cache")
+	fs.BoolVar(&cfg.pgnDeletes, "pgnotify-deletes", false, "PostgreSQL: like --pgnotify, with pgnotify's feed of deletions only (InstallDeletes, Options.DeletesOnly: saves notify nobody, the cache keeps its TTL); implies --pgnotify")
 	fs.DurationVar(&cfg.pause, "pause", 0, "each wrk connection waits this long between a response and its next request (whole milliseconds; 0: none, full load): every server then gets about the same request rate below saturation, so CPU per request compares what a request costs, without what queueing at full load adds to it")
 	fs.BoolVar(&cfg.pgbouncer, "pgbouncer", false, "PostgreSQL: the server processes' pools go through a PgBouncer ("+pgbouncer.Path+") in transaction mode that sessionbench starts, with default_query_exec_mode=exec; the floor runs its statements unprepared, and the servers do not cancel a request whose client went away (PgBouncer 1.18 exits on the cancel requests pgx then sends: pgbouncer issue 801)")
 	if err := fs.Parse(args); err != nil {
@@ -434,6 +437,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			cfg.servers = append(cfg.servers, s)
 		}
 	}
+	cfg.pgnotify = cfg.pgnotify || cfg.pgnDeletes
 	cfg.cache = cfg.cache || cfg.pgnotify
 	postgresOnly := !slices.ContainsFunc(cfg.backends, func(b string) bool { return b != "postgres" })
 	switch {
@@ -492,7 +496,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 		Sessions: cfg.sessions, Concurrency: cfg.concurrency, Threads: cfg.threads, Rounds: cfg.rounds,
 		Duration: cfg.duration.String(), Warmup: cfg.warmup.String(), Pool: cfg.pool, SQLitePool: cfg.sqlitePool,
 		FloorRow: cfg.floorRow, PauseMs: cfg.pause.Milliseconds(), Servers: cfg.servers, Instances: cfg.instances,
-		Cache: cfg.cache, PGNotify: cfg.pgnotify, PgBouncer: cfg.pgbouncer,
+		Cache: cfg.cache, PGNotify: cfg.pgnotify, PGNotifyDeletes: cfg.pgnDeletes, PgBouncer: cfg.pgbouncer,
 	}
 	if cfg.pgbouncer {
 		rep.PgBouncerPoolSize = pgBouncerPoolSize(cfg)
@@ -575,7 +579,7 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 			return nil, err
 		}
 		if r.cfg.pgnotify {
-			if err := b.installTriggers(ctx); err != nil {
+			if err := b.installTriggers(ctx, r.cfg.pgnDeletes); err != nil {
 				return nil, err
 			}
 		}
@@ -642,7 +646,8 @@ func (r *runner) runRound(ctx context.Context, b *backend, s, wl string, i int) 
 		backend: b.name, server: s, schema: b.schema, pool: cfg.pool,
 		inactivity: cfg.inactivity, floorRow: cfg.floorRow, countStatements: cfg.countStmts && s == serverOurs,
 		cache: cfg.cache && s == serverOurs, pgnotify: cfg.pgnotify && s == serverOurs,
-		pgbouncer: cfg.pgbouncer, poolURL: b.poolURL(),
+		pgnDeletes: cfg.pgnDeletes && s == serverOurs,
+		pgbouncer:  cfg.pgbouncer, poolURL: b.poolURL(),
 	}
 	if b.name == "sqlite" {
 		sc.pool = cfg.sqlitePool
@@ -960,7 +965,7 @@ func printReport(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "each wrk connection pauses %d ms between a response and its next request (--pause): a request rate below saturation\n", rep.PauseMs)
 	}
 	fmt.Fprintf(w, "configuration: servers %s; instances %d; cache %s; pgnotify %s; pgbouncer %s\n",
-		strings.Join(rep.Servers, ","), rep.Instances, onOff(rep.Cache), onOff(rep.PGNotify), pgBouncerNote(rep))
+		strings.Join(rep.Servers, ","), rep.Instances, onOff(rep.Cache), pgNotifyNote(rep), pgBouncerNote(rep))
 	if rep.Instances > 1 {
 		fmt.Fprintf(w, "%d server processes and %d wrk processes per round: req/s, requests, errors and CPU are sums, p50 and p99 the highest wrk process's\n",
 			rep.Instances, rep.Instances)
@@ -1012,5 +1017,15 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if rep.Errors > 0 {
 		fmt.Fprintf(w, "\n%d requests failed: this run is not a result\n", rep.Errors)
+	}
+}
+
+// pgNotifyNote says whether the cache had pgnotify's feed, and which.
+func pgNotifyNote(rep *Report) string {
+	switch {
+	case rep.PGNotifyDeletes:
+		return "on (deletions only)"
+	default:
+		return onOff(rep.PGNotify)
 	}
 }

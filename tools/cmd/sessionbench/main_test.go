@@ -288,6 +288,8 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--pgnotify", "--backends", "postgres"}, true},
 		{[]string{"--pgnotify"}, false}, // every backend by default
 		{[]string{"--pgnotify", "--backends", "postgres", "--servers", "floor"}, false},
+		{[]string{"--pgnotify-deletes", "--backends", "postgres"}, true},
+		{[]string{"--pgnotify-deletes", "--backends", "sqlite"}, false},
 		{[]string{"--pgbouncer", "--backends", "postgres", "--servers", "floor"}, true},
 		{[]string{"--pgbouncer", "--backends", "postgres,mysql"}, false},
 		{[]string{"--pause", "8ms"}, true},

@@ -87,6 +87,9 @@ func serveArgs(cfg serverConfig, cpuProfile string) []string {
 	if cfg.pgnotify {
 		args = append(args, "--pgnotify")
 	}
+	if cfg.pgnDeletes {
+		args = append(args, "--pgnotify-deletes")
+	}
 	if cfg.pgbouncer {
 		args = append(args, "--pgbouncer")
 	}
@@ -136,6 +139,7 @@ func serveFlags(cfg *serverConfig, cpuProfile *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.countStatements, "count-statements", false, "count sqlsessions' store statements")
 	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions behind core.CachingStore")
 	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "the cache gets pgnotify's invalidation feed (the triggers must be installed)")
+	fs.BoolVar(&cfg.pgnDeletes, "pgnotify-deletes", false, "with --pgnotify: its feed of deletions only")
 	fs.BoolVar(&cfg.pgbouncer, "pgbouncer", false, "the pool goes through PgBouncer in transaction mode: the floor runs its statements unprepared, and requests are not cancelled when their client goes")
 	fs.StringVar(cpuProfile, "cpuprofile", "", "write a CPU profile of this process's life to this file")
 	return fs

@@ -75,6 +75,7 @@ type serverConfig struct {
 	// Listener connected to PostgreSQL directly (SQLSESSIONS_POSTGRES_URL),
 	// the triggers installed by the parent.
 	cache, pgnotify bool
+	pgnDeletes      bool // pgnotify's feed of deletions only
 	// pgbouncer says the pool goes through a PgBouncer in transaction
 	// mode. The floor then runs its statements with their SQL text instead
 	// of database/sql prepared statements, which that mode breaks. And
@@ -427,7 +428,7 @@ func newServer(ctx context.Context, cfg serverConfig) (_ *server, err error) {
 			cache := core.NewCachingStore(store, core.CachingOptions{})
 			served = cache
 			if cfg.pgnotify {
-				stop, err := listen(ctx, cache)
+				stop, err := listen(ctx, cache, cfg.pgnDeletes)
 				if err != nil {
 					return nil, err
 				}
@@ -515,8 +516,8 @@ const listenTimeout = 30 * time.Second
 // whose transaction mode loses notifications), the triggers installed by
 // the parent, and waits until the feed is up, so that the measured run has
 // the cache's FeedTTL. stop ends it.
-func listen(ctx context.Context, cache *core.CachingStore) (stop func() error, err error) {
-	l, err := pgnotify.New(dburl.PostgresURLFromEnv(), cache, pgnotify.Options{SkipInstall: true})
+func listen(ctx context.Context, cache *core.CachingStore, deletesOnly bool) (stop func() error, err error) {
+	l, err := pgnotify.New(dburl.PostgresURLFromEnv(), cache, pgnotify.Options{SkipInstall: true, DeletesOnly: deletesOnly})
 	if err != nil {
 		return nil, err
 	}

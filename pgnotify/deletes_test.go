@@ -1,0 +1,173 @@
+package pgnotify_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sqlsessions/sqlsessions/core"
+	"github.com/sqlsessions/sqlsessions/pgnotify"
+)
+
+// TestInstallDeletes: InstallDeletes creates the DELETE and TRUNCATE
+// triggers and their function only; a later Install adds the UPDATE
+// trigger, which InstallDeletes then leaves alone (another process may
+// need it); Uninstall removes everything.
+func TestInstallDeletes(t *testing.T) {
+	d := newTestDB(t)
+	c := d.admin()
+	ctx := context.Background()
+	table := d.store.TableName()
+	want := func(step string, triggers, functions int) {
+		t.Helper()
+		if tr, fn := countTriggers(t, c, d.schema, table); tr != triggers || fn != functions {
+			t.Errorf("%s: %d triggers and %d functions, want %d and %d", step, tr, fn, triggers, functions)
+		}
+	}
+	for range 2 {
+		if err := pgnotify.InstallDeletes(ctx, c, d.schema, table); err != nil {
+			t.Fatal(err)
+		}
+		want("InstallDeletes", 2, 1)
+	}
+	if err := pgnotify.Install(ctx, c, d.schema, table); err != nil {
+		t.Fatal(err)
+	}
+	want("Install after InstallDeletes", 3, 2)
+	if err := pgnotify.InstallDeletes(ctx, c, d.schema, table); err != nil {
+		t.Fatal(err)
+	}
+	want("InstallDeletes after Install", 3, 2)
+	if err := pgnotify.Uninstall(ctx, c, d.schema, table); err != nil {
+		t.Fatal(err)
+	}
+	want("Uninstall", 0, 0)
+}
+
+// TestListenerDeletesOnly: a listener with Options.DeletesOnly installs no
+// UPDATE trigger, reports the feed up with the other two, leaves the cache
+// its TTL, and makes a delete, a revocation or a CycleID made by another
+// process reach the cache within 200 ms, while a save made there reaches
+// it within the TTL, as without a feed.
+func TestListenerDeletesOnly(t *testing.T) {
+	d := newTestDB(t)
+	f := newFeed(t, d, pgnotify.Options{DeletesOnly: true})
+	other := core.NewCachingStore(d.otherStore(t), core.CachingOptions{})
+	ctx := context.Background()
+	run(t, f.listener)
+	waitFor(t, 10*time.Second, "the listener to listen", f.listener.Listening)
+	if tr, fn := countTriggers(t, d.admin(), d.schema, d.store.TableName()); tr != 2 || fn != 1 {
+		t.Errorf("the listener installed %d triggers and %d functions, want the DELETE and TRUNCATE ones and theirs (2 and 1)", tr, fn)
+	}
+
+	rec := newRecord(t, other, "alice")
+	if f.trustsFeed(t, rec.ID) {
+		t.Error("the cache serves an entry beyond its TTL while a feed of deletions is up")
+	}
+
+	// A save elsewhere notifies nobody: the cached record stays until the
+	// TTL has passed.
+	cached, _ := f.load(t, rec.ID)
+	rec.Data["k"] = []byte{9}
+	if err := other.Save(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got, miss := f.load(t, rec.ID); miss || got == nil || got.Version != cached.Version {
+		t.Errorf("after a save elsewhere and 300 ms: %+v (reloaded %v), want the cached version %d still served", got, miss, cached.Version)
+	}
+	f.clock.Advance(2 * testTTL)
+	if got, _ := f.load(t, rec.ID); got == nil || got.Version != rec.Version {
+		t.Errorf("after the TTL: %+v, want version %d", got, rec.Version)
+	}
+
+	// A delete elsewhere reaches the cache at once.
+	f.load(t, rec.ID)
+	if err := other.Delete(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, 2*time.Second, "the delete to reach the cache", func() bool {
+		got, _ := f.load(t, rec.ID)
+		return got == nil
+	})
+	t.Logf("a delete made elsewhere was seen after %v", took)
+	if took > 200*time.Millisecond {
+		t.Errorf("a delete elsewhere took %v to reach the cache, want < 200 ms", took)
+	}
+
+	// So does a revocation of a user's sessions, and the old id of a
+	// session whose id another process cycled.
+	a, b, keep := newRecord(t, other, "carol"), newRecord(t, other, "carol"), newRecord(t, other, "dave")
+	for _, r := range []*core.Record{a, b, keep} {
+		f.load(t, r.ID)
+	}
+	if n, err := other.DeleteUserSessions(ctx, "carol", ""); err != nil || n != 2 {
+		t.Fatalf("DeleteUserSessions: %d, %v", n, err)
+	}
+	waitFor(t, 200*time.Millisecond, "the revocation to reach the cache", func() bool {
+		ra, _ := f.load(t, a.ID)
+		rb, _ := f.load(t, b.ID)
+		return ra == nil && rb == nil
+	})
+	if r, miss := f.load(t, keep.ID); r == nil || miss {
+		t.Errorf("another user's session: %v, reloaded %v; want it still cached", r, miss)
+	}
+	tok := sessionWithCookie(t, other)
+	f.load(t, tok.ID())
+	s := core.NewSession(other, tok.String(), nil)
+	if err := s.CycleID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 200*time.Millisecond, "the cycled id to reach the cache", func() bool {
+		got, _ := f.load(t, tok.ID())
+		return got == nil
+	})
+}
+
+// sessionWithCookie creates a session through s with core's Session, as
+// the middleware does, and returns its token.
+func sessionWithCookie(t *testing.T, s core.Store) core.Token {
+	t.Helper()
+	ctx := context.Background()
+	sess := core.NewSession(s, "", nil)
+	if err := sess.Insert(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return sess.Token()
+}
+
+// TestListenerDeletesOnlyHealth: with DeletesOnly and SkipInstall the feed
+// comes up once InstallDeletes has run (no UPDATE trigger needed), goes
+// down when the DELETE trigger is disabled, and comes back when it is
+// enabled again.
+func TestListenerDeletesOnlyHealth(t *testing.T) {
+	d := newTestDB(t)
+	f := newFeed(t, d, pgnotify.Options{DeletesOnly: true, SkipInstall: true, HealthInterval: 50 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	run(t, f.listener)
+	time.Sleep(300 * time.Millisecond)
+	if f.listener.Listening() {
+		t.Fatal("the feed is up with no triggers installed")
+	}
+	ctx := context.Background()
+	c := d.admin()
+	if err := pgnotify.InstallDeletes(ctx, c, d.schema, d.store.TableName()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the listener to find the triggers", f.listener.Listening)
+	table := pgx.Identifier{d.schema, d.store.TableName()}.Sanitize()
+	if _, err := c.Exec(ctx, "ALTER TABLE "+table+" DISABLE TRIGGER sqlsessions_notify_v1_delete"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the listener to see the disabled trigger", func() bool { return !f.listener.Listening() })
+	if _, err := c.Exec(ctx, "ALTER TABLE "+table+" ENABLE TRIGGER sqlsessions_notify_v1_delete"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the listener to return", f.listener.Listening)
+}
