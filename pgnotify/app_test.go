@@ -32,6 +32,7 @@ const (
 	envDSN      = "PGNOTIFY_TEST_DSN"
 	envListen   = "PGNOTIFY_TEST_LISTEN_DSN" // empty: no listener
 	envSchema   = "PGNOTIFY_TEST_SCHEMA"
+	envDeletes  = "PGNOTIFY_TEST_DELETES_ONLY" // "1": Options.DeletesOnly
 )
 
 func TestMain(m *testing.M) {
@@ -48,6 +49,7 @@ func TestMain(m *testing.M) {
 // instanceConfig is what one application instance runs on.
 type instanceConfig struct {
 	dsn, listenDSN, schema string
+	deletesOnly            bool // the listener's feed is of deletions only
 }
 
 // app is one application instance: its pool, cached store, listener (nil
@@ -80,7 +82,7 @@ func newApp(cfg instanceConfig, logger *slog.Logger) (*app, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	if cfg.listenDSN != "" {
-		a.listener, err = pgnotify.New(cfg.listenDSN, a.cache, pgnotify.Options{Logger: logger})
+		a.listener, err = pgnotify.New(cfg.listenDSN, a.cache, pgnotify.Options{Logger: logger, DeletesOnly: cfg.deletesOnly})
 		if err != nil {
 			cancel()
 			sqldb.Close()
@@ -169,7 +171,7 @@ func (a *app) routes() http.Handler {
 // ended or stopped it).
 func serveInstance() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	a, err := newApp(instanceConfig{dsn: os.Getenv(envDSN), listenDSN: os.Getenv(envListen), schema: os.Getenv(envSchema)}, logger)
+	a, err := newApp(instanceConfig{dsn: os.Getenv(envDSN), listenDSN: os.Getenv(envListen), schema: os.Getenv(envSchema), deletesOnly: os.Getenv(envDeletes) == "1"}, logger)
 	if err != nil {
 		return err
 	}
@@ -210,7 +212,11 @@ func startLocal(t *testing.T, cfg instanceConfig) (*instance, *app) {
 func startProcess(t *testing.T, cfg instanceConfig) *instance {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envInstance+"=1", envDSN+"="+cfg.dsn, envListen+"="+cfg.listenDSN, envSchema+"="+cfg.schema)
+	deletes := ""
+	if cfg.deletesOnly {
+		deletes = "1"
+	}
+	cmd.Env = append(os.Environ(), envInstance+"=1", envDSN+"="+cfg.dsn, envListen+"="+cfg.listenDSN, envSchema+"="+cfg.schema, envDeletes+"="+deletes)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

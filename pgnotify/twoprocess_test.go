@@ -28,11 +28,13 @@ type pair struct {
 	users         int
 }
 
-func newPair(t *testing.T, listen bool) *pair {
+// newPair starts the two instances: with listen, each with a listener,
+// whose feed is of deletions only with deletesOnly.
+func newPair(t *testing.T, listen, deletesOnly bool) *pair {
 	t.Helper()
 	d := newTestDB(t)
 	p := &pair{d: d}
-	cfg := instanceConfig{dsn: d.url, schema: d.schema}
+	cfg := instanceConfig{dsn: d.url, schema: d.schema, deletesOnly: deletesOnly}
 	if listen {
 		cfg.listenDSN = d.url
 	}
@@ -126,18 +128,23 @@ func (p *pair) refusal(t *testing.T, lc logoutCase) (took time.Duration, stale b
 
 // TestTwoProcessesLogout: a log-out, CycleID or revocation on one instance
 // is refused by the other within the bound: milliseconds with the listener,
-// the TTL without.
+// also with its feed of deletions only, the TTL without.
 func TestTwoProcessesLogout(t *testing.T) {
-	for _, listen := range []bool{true, false} {
-		name, bound := "listener", feedBound
-		if !listen {
-			name, bound = "ttl", ttlBound
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		listen, deletes bool
+		bound           time.Duration
+	}{
+		{"listener", true, false, feedBound},
+		{"deletes-only", true, true, feedBound},
+		{"ttl", false, false, ttlBound},
+	} {
+		listen, bound := c.listen, c.bound
+		t.Run(c.name, func(t *testing.T) {
 			if !listen && testing.Short() {
 				t.Skip("the TTL bound (1 s waits) runs without -short; core's CachingStore tests cover the TTL")
 			}
-			p := newPair(t, listen)
+			p := newPair(t, listen, c.deletes)
 			staleSeen := false
 			for _, lc := range logoutCases {
 				took, stale := p.refusal(t, lc)
@@ -162,7 +169,7 @@ func TestTwoProcessesLogout(t *testing.T) {
 // the remote cache falls back to its TTL, not its one-minute FeedTTL; once
 // it reconnects, log-outs are refused within milliseconds again.
 func TestTwoProcessesListenerLost(t *testing.T) {
-	p := newPair(t, true)
+	p := newPair(t, true, false)
 	if took, _ := p.refusal(t, logoutCases[0]); took > feedBound {
 		t.Fatalf("before the kill: refused after %v", took)
 	}
@@ -212,15 +219,19 @@ func TestTwoProcessesListenerLost(t *testing.T) {
 
 // TestTwoProcessesConcurrentWrites: requests on one session through both
 // instances at once, distinct keys and increments of one counter, lose
-// nothing, with stale caches (TTL) and with the feed.
+// nothing, with stale caches (TTL), with the feed and with its feed of
+// deletions only.
 func TestTwoProcessesConcurrentWrites(t *testing.T) {
-	for _, listen := range []bool{true, false} {
-		name := map[bool]string{true: "listener", false: "ttl"}[listen]
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		listen, deletes bool
+	}{{"listener", true, false}, {"deletes-only", true, true}, {"ttl", false, false}} {
+		listen := c.listen
+		t.Run(c.name, func(t *testing.T) {
 			if !listen && testing.Short() {
 				t.Skip("the TTL variant runs without -short")
 			}
-			p := newPair(t, listen)
+			p := newPair(t, listen, c.deletes)
 			_, c := p.local.must(t, "POST", "/login?user=alice", "")
 			p.remote.must(t, "GET", "/whoami", c) // cached there
 			const workers, each = 8, 10
