@@ -77,3 +77,30 @@ func Example() {
 		log.Fatal(err)
 	}
 }
+
+// Sessions written at most requests, on several instances: the feed of
+// deletions only. Log-outs, CycleID and revocations still reach every
+// instance within milliseconds; saves send no notification, and a value
+// saved on another instance is read here within the cache's TTL.
+func ExampleOptions_deletesOnly() {
+	ctx := context.Background()
+	sqldb, err := sql.Open("pgx", os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	store, err := bunstore.New(bun.NewDB(sqldb, pgdialect.New()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	cache := core.NewCachingStore(store, core.CachingOptions{TTL: time.Second})
+	listener, err := pgnotify.New(os.Getenv("DIRECT_DATABASE_URL"), cache, pgnotify.Options{DeletesOnly: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	go listener.Run(ctx) // installs the DELETE and TRUNCATE triggers (InstallDeletes), listens, reconnects
+	sessions, err := httpadapter.New(cache)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = sessions // sessions.Middleware(...), as in the package example
+}

@@ -105,9 +105,8 @@ var updateTrigger = trigger{"sqlsessions_notify_v1_update", rowFunc,
 // deleteTriggers are the triggers of a feed of deletions.
 var deleteTriggers = triggers[1:]
 
-// triggerNames are the names of triggers, and deleteTriggerNames of
-// deleteTriggers.
-var triggerNames, deleteTriggerNames = names(triggers), names(deleteTriggers)
+// triggerNames are the names of triggers.
+var triggerNames = names(triggers)
 
 func names(trs []trigger) []string {
 	var names []string
