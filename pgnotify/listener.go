@@ -159,7 +159,8 @@ func (l *Listener) Listening() bool { return l.listening.Load() }
 // goroutine, once per Listener. Each connection installs the triggers
 // (unless Options.SkipInstall), LISTENs, checks the triggers, and only then
 // tells the cache the feed is up (which empties it: what changed while the
-// feed was down was never reported). A lost connection tells the cache at
+// feed was down was never reported; with Options.DeletesOnly it only
+// empties it, and the cache keeps its TTL). A lost connection tells the cache at
 // once that the feed is down, so its TTL applies again, and Run reconnects
 // with backoff; a failed attempt is logged and retried, never fatal.
 func (l *Listener) Run(ctx context.Context) error {
