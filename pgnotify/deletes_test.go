@@ -98,21 +98,7 @@ func TestListenerDeletesOnly(t *testing.T) {
 
 	// So does a revocation of a user's sessions, and the old id of a
 	// session whose id another process cycled.
-	a, b, keep := newRecord(t, other, "carol"), newRecord(t, other, "carol"), newRecord(t, other, "dave")
-	for _, r := range []*core.Record{a, b, keep} {
-		f.load(t, r.ID)
-	}
-	if n, err := other.DeleteUserSessions(ctx, "carol", ""); err != nil || n != 2 {
-		t.Fatalf("DeleteUserSessions: %d, %v", n, err)
-	}
-	waitFor(t, 200*time.Millisecond, "the revocation to reach the cache", func() bool {
-		ra, _ := f.load(t, a.ID)
-		rb, _ := f.load(t, b.ID)
-		return ra == nil && rb == nil
-	})
-	if r, miss := f.load(t, keep.ID); r == nil || miss {
-		t.Errorf("another user's session: %v, reloaded %v; want it still cached", r, miss)
-	}
+	revokeAndCheck(t, f, other)
 	tok := sessionWithCookie(t, other)
 	f.load(t, tok.ID())
 	s := core.NewSession(other, tok.String(), nil)

@@ -193,12 +193,19 @@ func TestListenerUserRevocation(t *testing.T) {
 	f := newFeed(t, d, pgnotify.Options{})
 	run(t, f.listener)
 	waitFor(t, 10*time.Second, "the listener to listen", f.listener.Listening)
-	otherCache := core.NewCachingStore(d.otherStore(t), core.CachingOptions{})
-	a, b, keep := newRecord(t, otherCache, "carol"), newRecord(t, otherCache, "carol"), newRecord(t, otherCache, "dave")
+	revokeAndCheck(t, f, core.NewCachingStore(d.otherStore(t), core.CachingOptions{}))
+}
+
+// revokeAndCheck creates two sessions of carol's and one of dave's through
+// other, caches them in f, revokes carol's through other, and checks that
+// the revocation reaches f's cache within 200 ms and leaves dave's cached.
+func revokeAndCheck(t *testing.T, f *feed, other *core.CachingStore) {
+	t.Helper()
+	a, b, keep := newRecord(t, other, "carol"), newRecord(t, other, "carol"), newRecord(t, other, "dave")
 	for _, r := range []*core.Record{a, b, keep} {
 		f.load(t, r.ID)
 	}
-	if n, err := otherCache.DeleteUserSessions(context.Background(), "carol", ""); err != nil || n != 2 {
+	if n, err := other.DeleteUserSessions(context.Background(), "carol", ""); err != nil || n != 2 {
 		t.Fatalf("DeleteUserSessions: %d, %v", n, err)
 	}
 	waitFor(t, 200*time.Millisecond, "the revocation to reach the cache", func() bool {
