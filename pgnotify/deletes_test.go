@@ -157,3 +157,42 @@ func TestListenerDeletesOnlyHealth(t *testing.T) {
 	}
 	waitFor(t, 2*time.Second, "the listener to return", f.listener.Listening)
 }
+
+// TestListenerDeletesOnlySwitch: a table moved from the whole feed to
+// deletions only, as docs/many-instances.md says: with the whole feed's
+// triggers in place, a deletions-only listener leaves the UPDATE trigger
+// alone; Uninstall takes the feed down, the listener reinstalls its two
+// triggers at its next health check, and deletions reach the cache again.
+func TestListenerDeletesOnlySwitch(t *testing.T) {
+	d := newTestDB(t)
+	ctx := context.Background()
+	c := d.admin()
+	table := d.store.TableName()
+	if err := pgnotify.Install(ctx, c, d.schema, table); err != nil {
+		t.Fatal(err)
+	}
+	f := newFeed(t, d, pgnotify.Options{DeletesOnly: true, HealthInterval: 50 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	run(t, f.listener)
+	waitFor(t, 10*time.Second, "the listener to listen", f.listener.Listening)
+	if tr, _ := countTriggers(t, c, d.schema, table); tr != 3 {
+		t.Errorf("%d triggers with the whole feed installed before, want its 3 left in place", tr)
+	}
+	if err := pgnotify.Uninstall(ctx, c, d.schema, table); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the listener to see the triggers gone", func() bool { return !f.listener.Listening() })
+	waitFor(t, 2*time.Second, "the listener to reinstall its triggers", f.listener.Listening)
+	if tr, fn := countTriggers(t, c, d.schema, table); tr != 2 || fn != 1 {
+		t.Errorf("%d triggers and %d functions after the switch, want 2 and 1", tr, fn)
+	}
+	other := d.otherStore(t)
+	rec := newRecord(t, other, "erin")
+	f.load(t, rec.ID)
+	if err := other.Delete(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 200*time.Millisecond, "a delete after the switch to reach the cache", func() bool {
+		got, _ := f.load(t, rec.ID)
+		return got == nil
+	})
+}
