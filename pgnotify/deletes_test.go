@@ -19,30 +19,24 @@ func TestInstallDeletes(t *testing.T) {
 	c := d.admin()
 	ctx := context.Background()
 	table := d.store.TableName()
-	want := func(step string, triggers, functions int) {
-		t.Helper()
-		if tr, fn := countTriggers(t, c, d.schema, table); tr != triggers || fn != functions {
-			t.Errorf("%s: %d triggers and %d functions, want %d and %d", step, tr, fn, triggers, functions)
+	for _, step := range []struct {
+		name                string
+		run                 func(context.Context, *pgx.Conn, string, string) error
+		triggers, functions int
+	}{
+		{"InstallDeletes", pgnotify.InstallDeletes, 2, 1},
+		{"InstallDeletes again", pgnotify.InstallDeletes, 2, 1},
+		{"Install after InstallDeletes", pgnotify.Install, 3, 2},
+		{"InstallDeletes after Install", pgnotify.InstallDeletes, 3, 2},
+		{"Uninstall", pgnotify.Uninstall, 0, 0},
+	} {
+		if err := step.run(ctx, c, d.schema, table); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if tr, fn := countTriggers(t, c, d.schema, table); tr != step.triggers || fn != step.functions {
+			t.Errorf("%s: %d triggers and %d functions, want %d and %d", step.name, tr, fn, step.triggers, step.functions)
 		}
 	}
-	for range 2 {
-		if err := pgnotify.InstallDeletes(ctx, c, d.schema, table); err != nil {
-			t.Fatal(err)
-		}
-		want("InstallDeletes", 2, 1)
-	}
-	if err := pgnotify.Install(ctx, c, d.schema, table); err != nil {
-		t.Fatal(err)
-	}
-	want("Install after InstallDeletes", 3, 2)
-	if err := pgnotify.InstallDeletes(ctx, c, d.schema, table); err != nil {
-		t.Fatal(err)
-	}
-	want("InstallDeletes after Install", 3, 2)
-	if err := pgnotify.Uninstall(ctx, c, d.schema, table); err != nil {
-		t.Fatal(err)
-	}
-	want("Uninstall", 0, 0)
 }
 
 // TestListenerDeletesOnly: a listener with Options.DeletesOnly installs no

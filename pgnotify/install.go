@@ -89,21 +89,21 @@ type trigger struct {
 	definition string
 }
 
-var triggers = []trigger{
-	updateTrigger,
-	{"sqlsessions_notify_v1_delete", statementFunc,
-		"AFTER DELETE ON %[1]s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
-	{"sqlsessions_notify_v1_truncate", statementFunc,
-		"AFTER TRUNCATE ON %[1]s FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
-}
-
 // updateTrigger is the one trigger a save fires, and the one a feed of
 // deletions (InstallDeletes, Options.DeletesOnly) leaves out.
 var updateTrigger = trigger{"sqlsessions_notify_v1_update", rowFunc,
 	"AFTER UPDATE ON %[1]s FOR EACH ROW WHEN (OLD.expiry_date > now()) EXECUTE FUNCTION %[2]s('%[3]s')"}
 
 // deleteTriggers are the triggers of a feed of deletions.
-var deleteTriggers = triggers[1:]
+var deleteTriggers = []trigger{
+	{"sqlsessions_notify_v1_delete", statementFunc,
+		"AFTER DELETE ON %[1]s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
+	{"sqlsessions_notify_v1_truncate", statementFunc,
+		"AFTER TRUNCATE ON %[1]s FOR EACH STATEMENT EXECUTE FUNCTION %[2]s('%[3]s')"},
+}
+
+// triggers are the triggers of the whole feed.
+var triggers = append([]trigger{updateTrigger}, deleteTriggers...)
 
 // triggerNames are the names of triggers.
 var triggerNames = names(triggers)

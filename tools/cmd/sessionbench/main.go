@@ -1022,10 +1022,8 @@ func printReport(w io.Writer, rep *Report) {
 
 // pgNotifyNote says whether the cache had pgnotify's feed, and which.
 func pgNotifyNote(rep *Report) string {
-	switch {
-	case rep.PGNotifyDeletes:
+	if rep.PGNotifyDeletes {
 		return "on (deletions only)"
-	default:
-		return onOff(rep.PGNotify)
 	}
+	return onOff(rep.PGNotify)
 }

@@ -515,7 +515,8 @@ const listenTimeout = 30 * time.Second
 // PostgreSQL (SQLSESSIONS_POSTGRES_URL: directly, never through PgBouncer,
 // whose transaction mode loses notifications), the triggers installed by
 // the parent, and waits until the feed is up, so that the measured run has
-// the cache's FeedTTL. stop ends it.
+// the cache's FeedTTL (with deletesOnly, pgnotify's feed of deletions only:
+// still its TTL, and no eviction for a save elsewhere). stop ends it.
 func listen(ctx context.Context, cache *core.CachingStore, deletesOnly bool) (stop func() error, err error) {
 	l, err := pgnotify.New(dburl.PostgresURLFromEnv(), cache, pgnotify.Options{SkipInstall: true, DeletesOnly: deletesOnly})
 	if err != nil {
