@@ -116,7 +116,6 @@ func TestRetryBound(t *testing.T) {
 
 	// run sets the budget, runs op and returns its attempts and error.
 	run := func(left int64, op func() error) (int64, error) {
-		budget.left.Store(0)
 		budget.tries.Store(0)
 		budget.left.Store(left)
 		err := op()
