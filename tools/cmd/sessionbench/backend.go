@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -207,13 +208,20 @@ func newBackend(ctx context.Context, name, tempDir string, floorRow bool) (_ *ba
 	if ts.oursSchema {
 		opts = append(opts, bunstore.WithSchemaName(b.schema))
 	}
-	store, err := bunstore.New(db, opts...)
-	if err != nil {
-		return nil, err
-	}
-	err = store.Migrate(ctx)
-	if err = errors.Join(err, store.Close()); err != nil {
-		return nil, fmt.Errorf("%s: migrate: %w", name, err)
+	// sqlsessions' table, and handmade's of the same shape.
+	for _, table := range []string{"", handmadeTable} {
+		o := opts
+		if table != "" {
+			o = append(slices.Clip(opts), bunstore.WithTableName(table))
+		}
+		store, err := bunstore.New(db, o...)
+		if err != nil {
+			return nil, err
+		}
+		err = store.Migrate(ctx)
+		if err = errors.Join(err, store.Close()); err != nil {
+			return nil, fmt.Errorf("%s: migrate: %w", name, err)
+		}
 	}
 	cols := ""
 	if floorRow {

@@ -58,12 +58,12 @@ func BenchmarkHandler(b *testing.B) {
 	for _, name := range backendNames {
 		b.Run(name, func(b *testing.B) {
 			handlers := map[string]http.Handler{}
-			for _, s := range serverNames {
+			for _, s := range serverChoices {
 				handlers[s] = testServer(b, name, s, false)
 			}
 			for _, wl := range workloadNames {
 				b.Run(wl, func(b *testing.B) {
-					for _, s := range serverNames {
+					for _, s := range serverChoices {
 						b.Run(s, func(b *testing.B) {
 							benchHandler(b, handlers[s], wl)
 						})

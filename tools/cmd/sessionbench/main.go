@@ -241,6 +241,11 @@ type WorkloadResult struct {
 	// request over scs's and the floor's (totals).
 	CPUOursPerSCS   float64 `json:"server_cpu_sqlsessions_per_scs,omitzero"`
 	CPUOursPerFloor float64 `json:"server_cpu_sqlsessions_per_floor,omitzero"`
+	// The same three against handmade, when it ran: what the library adds
+	// to the work it does.
+	OursPerHandmade    float64 `json:"sqlsessions_per_handmade,omitzero"`
+	RoundsPerHandmade  Spread  `json:"rounds_sqlsessions_per_handmade,omitzero"`
+	CPUOursPerHandmade float64 `json:"server_cpu_sqlsessions_per_handmade,omitzero"`
 }
 
 // server returns the result of server name, if it ran.
@@ -389,7 +394,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.countStmts, "count-statements", false, "count sqlsessions' store statements (a query hook, which costs a little) and report them per request: above 2 per counter request means saves met concurrent writes and reloaded")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write each server process's CPU profile (its whole life: seeding, warm-up, measured run) into this directory, one file per backend, workload, round and server")
 	fs.StringVar(&cfg.wrk, "wrk", "wrk", "the wrk binary")
-	servers := fs.String("servers", strings.Join(serverNames, ","), "servers to run: sqlsessions, scs, floor (a ratio that needs a server left out is not reported)")
+	servers := fs.String("servers", strings.Join(serverNames, ","), "servers to run: sqlsessions, scs, floor, and handmade (sqlsessions' work on a counter request written by hand: not run by default) (a ratio that needs a server left out is not reported)")
 	fs.IntVar(&cfg.instances, "instances", 1, "server processes per server and round (1-4), on the same tables: wrk runs one process per instance with --concurrency/N connections and --threads/N threads (at least 1), all with the same sessions, seeded through instance 1 only; results and CPU are summed")
 	fs.BoolVar(&cfg.cache, "cache", false, "sqlsessions wraps its store in core.CachingStore (default options: TTL 1 s)")
 	fs.BoolVar(&cfg.pgnotify, "pgnotify", false, "PostgreSQL: the cache gets pgnotify's invalidation feed (the parent installs the triggers once; a Listener per server process, connected directly); implies --cache")
@@ -428,11 +433,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.workloads, err = splitList(*workloads, workloadNames); err != nil {
 		return cfg, fmt.Errorf("--workloads: %w", err)
 	}
-	chosen, err := splitList(*servers, serverNames)
+	chosen, err := splitList(*servers, serverChoices)
 	if err != nil {
 		return cfg, fmt.Errorf("--servers: %w", err)
 	}
-	for _, s := range serverNames {
+	for _, s := range serverChoices {
 		if slices.Contains(chosen, s) {
 			cfg.servers = append(cfg.servers, s)
 		}
@@ -596,7 +601,7 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 	for _, wl := range r.cfg.workloads {
 		b.tidy = b.runOrDrop(ctx, b.tidy, r.log)
 		rounds := map[string][]round{}
-		var perSCS, perFloor []float64
+		var perSCS, perFloor, perHandmade []float64
 		for i := range r.cfg.rounds {
 			rate := map[string]float64{}
 			for _, s := range roundOrder(r.cfg.servers, i) {
@@ -616,6 +621,9 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 				if fl, ok := rate[serverFloor]; ok {
 					perFloor = append(perFloor, ours/fl)
 				}
+				if hm, ok := rate[serverHandmade]; ok {
+					perHandmade = append(perHandmade, ours/hm)
+				}
 			}
 		}
 		wr := WorkloadResult{Backend: name, Workload: wl}
@@ -629,8 +637,11 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 			if fl, ok := wr.server(serverFloor); ok {
 				wr.OursPerFloor, wr.CPUOursPerFloor = ours.ReqPerSec/fl.ReqPerSec, ours.ServerCPUMicros/fl.ServerCPUMicros
 			}
+			if hm, ok := wr.server(serverHandmade); ok {
+				wr.OursPerHandmade, wr.CPUOursPerHandmade = ours.ReqPerSec/hm.ReqPerSec, ours.ServerCPUMicros/hm.ServerCPUMicros
+			}
 		}
-		wr.RoundsPerSCS, wr.RoundsPerFloor = spreadOf(perSCS), spreadOf(perFloor)
+		wr.RoundsPerSCS, wr.RoundsPerFloor, wr.RoundsPerHandmade = spreadOf(perSCS), spreadOf(perFloor), spreadOf(perHandmade)
 		out = append(out, wr)
 	}
 	return out, nil
@@ -994,6 +1005,10 @@ func printReport(w io.Writer, rep *Report) {
 		if r.OursPerFloor > 0 {
 			fmt.Fprintf(w, "sqlsessions/floor %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
 				r.OursPerFloor, r.RoundsPerFloor.Median, r.RoundsPerFloor.Min, r.RoundsPerFloor.Max, r.CPUOursPerFloor)
+		}
+		if r.OursPerHandmade > 0 {
+			fmt.Fprintf(w, "sqlsessions/handmade %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
+				r.OursPerHandmade, r.RoundsPerHandmade.Median, r.RoundsPerHandmade.Min, r.RoundsPerHandmade.Max, r.CPUOursPerHandmade)
 		}
 		if r.OursPerSCS > 0 {
 			fmt.Fprintf(w, "sqlsessions/scs   %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",

@@ -377,7 +377,7 @@ func TestFloorRow(t *testing.T) {
 			)
 			_, token, _ := strings.Cut(cookie, "=")
 			f := h.(*floor)
-			if err := f.load(context.Background(), token, f.arg(time.Now())).Scan(&n, &data, &expiry, &version); err != nil {
+			if err := f.load.row(context.Background(), token, f.arg(time.Now())).Scan(&n, &data, &expiry, &version); err != nil {
 				t.Fatal(err)
 			}
 			if n != 1 || !bytes.Equal(data, blob) || expiry.v == nil || version != 1 {

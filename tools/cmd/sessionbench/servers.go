@@ -32,12 +32,18 @@ import (
 
 // Server names, in the order the first round runs them.
 const (
-	serverOurs  = "sqlsessions"
-	serverSCS   = "scs"
-	serverFloor = "floor"
+	serverOurs     = "sqlsessions"
+	serverSCS      = "scs"
+	serverFloor    = "floor"
+	serverHandmade = "handmade" // run only when --servers names it
 )
 
+// serverNames are the servers a run compares by default.
 var serverNames = []string{serverOurs, serverSCS, serverFloor}
+
+// serverChoices are the servers --servers accepts, in the order the first
+// round runs them.
+var serverChoices = []string{serverOurs, serverSCS, serverFloor, serverHandmade}
 
 var backendNames = []string{"postgres", "mysql", "sqlite"}
 
@@ -168,11 +174,10 @@ func scsHandler(sm *scs.SessionManager) http.Handler {
 type floor struct {
 	// load and upsert run the two statements: prepared, or with their SQL
 	// text (serverConfig.pgbouncer).
-	load   func(ctx context.Context, args ...any) *sql.Row
-	upsert func(ctx context.Context, args ...any) (sql.Result, error)
-	arg    func(time.Time) any // expiry column argument
-	row    bool                // load also returns data, expiry, version (serverConfig.floorRow)
-	ttl    time.Duration       // the expiry a write sets
+	load, upsert stmt
+	arg          func(time.Time) any // expiry column argument
+	row          bool                // load also returns data, expiry, version (serverConfig.floorRow)
+	ttl          time.Duration       // the expiry a write sets
 }
 
 const floorCookie = "id"
@@ -187,7 +192,7 @@ func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := 0
 	if c, err := r.Cookie(floorCookie); err == nil && len(c.Value) == 22 {
 		token = c.Value
-		switch err := f.scan(f.load(ctx, token, f.arg(now)), &n); {
+		switch err := f.scan(f.load.row(ctx, token, f.arg(now)), &n); {
 		case errors.Is(err, sql.ErrNoRows):
 			token = ""
 		case err != nil:
@@ -203,7 +208,7 @@ func (f *floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			token = base64.RawURLEncoding.EncodeToString(b[:])
 		}
 		n++
-		if _, err := f.upsert(ctx, token, n, f.arg(now.Add(f.ttl))); err != nil {
+		if _, err := f.upsert.exec(ctx, token, n, f.arg(now.Add(f.ttl))); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -239,14 +244,16 @@ const floorRowBlob = "81a7636f756e746572cd0102"
 
 // tableSQL is the SQL of one backend's scs and floor tables.
 type tableSQL struct {
-	ddl        []string // scs's table, then the floor's: %s in the floor's CREATE is for floorCols
-	floorCols  string   // the columns floorRow adds
-	floorLoad  string   // %s is for the columns it returns
-	floorUps   string
-	floorArg   func(time.Time) any
-	tidy       []string // before each workload
-	settle     []string // before each measured round
-	oursSchema bool     // bunstore gets WithSchemaName(schema)
+	ddl       []string // scs's table, then the floor's: %s in the floor's CREATE is for floorCols
+	floorCols string   // the columns floorRow adds
+	floorLoad string   // %s is for the columns it returns
+	floorUps  string
+	floorArg  func(time.Time) any
+	// handmade's statements: bunstore's, on the table handmadeTable.
+	handmadeLoad, handmadeSave, handmadeCreate string
+	tidy                                       []string // before each workload
+	settle                                     []string // before each measured round
+	oursSchema                                 bool     // bunstore gets WithSchemaName(schema)
 }
 
 // tablesOf returns the SQL of backend's tables in schema.
@@ -254,7 +261,8 @@ func tablesOf(backend, schema string) (tableSQL, error) {
 	switch backend {
 	case "postgres":
 		ft := `"` + schema + `".floor`
-		return tableSQL{
+		ht := `"` + schema + `".` + handmadeTable
+		ts := tableSQL{
 			ddl: []string{
 				`CREATE TABLE "` + schema + `".sessions (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL)`,
 				`CREATE INDEX sessions_expiry_idx ON "` + schema + `".sessions (expiry)`,
@@ -269,13 +277,16 @@ func tablesOf(backend, schema string) (tableSQL, error) {
 			// up one server's dead rows in another's round.
 			tidy: []string{
 				`VACUUM (ANALYZE) "` + schema + `".session`, `VACUUM (ANALYZE) "` + schema + `".sessions`, `VACUUM (ANALYZE) ` + ft,
+				`VACUUM (ANALYZE) ` + ht,
 			},
 			// No server pays for a checkpoint of another one's writes.
 			settle:     []string{"CHECKPOINT"},
 			oursSchema: true,
-		}, nil
+		}
+		ts.handmadeSQL(ht, func(n int) string { return "$" + strconv.Itoa(n) }, true)
+		return ts, nil
 	case "mysql":
-		return tableSQL{
+		ts := tableSQL{
 			ddl: []string{
 				"CREATE TABLE sessions (token CHAR(43) PRIMARY KEY, data BLOB NOT NULL, expiry TIMESTAMP(6) NOT NULL)",
 				"CREATE INDEX sessions_expiry_idx ON sessions (expiry)",
@@ -287,11 +298,13 @@ func tablesOf(backend, schema string) (tableSQL, error) {
 			floorArg:  func(t time.Time) any { return t.UTC() },
 			// InnoDB purges old row versions in the background; ANALYZE
 			// refreshes the statistics the three tables are planned with.
-			tidy:       []string{"ANALYZE TABLE `" + schema + "`.session, sessions, floor"},
+			tidy:       []string{"ANALYZE TABLE `" + schema + "`.session, sessions, floor, " + handmadeTable},
 			oursSchema: true,
-		}, nil
+		}
+		ts.handmadeSQL(handmadeTable, func(int) string { return "?" }, false)
+		return ts, nil
 	case "sqlite":
-		return tableSQL{
+		ts := tableSQL{
 			ddl: []string{
 				"CREATE TABLE sessions (token TEXT PRIMARY KEY, data BLOB NOT NULL, expiry REAL NOT NULL)",
 				"CREATE INDEX sessions_expiry_idx ON sessions(expiry)",
@@ -304,9 +317,26 @@ func tablesOf(backend, schema string) (tableSQL, error) {
 			floorArg:  func(t time.Time) any { return t.UnixMicro() },
 			tidy:      []string{"ANALYZE"},
 			settle:    []string{"PRAGMA wal_checkpoint(TRUNCATE)"},
-		}, nil
+		}
+		ts.handmadeSQL(handmadeTable, func(int) string { return "?" }, true)
+		return ts, nil
 	}
 	return tableSQL{}, fmt.Errorf("unknown backend %q (want postgres, mysql or sqlite)", backend)
+}
+
+// handmadeSQL sets handmade's statements on table t, whose n-th argument
+// is ph(n): bunstore's load, save and create, as it renders them
+// (onConflict: the INSERT leaves an existing id alone; MySQL reports it as
+// an error instead).
+func (ts *tableSQL) handmadeSQL(t string, ph func(int) string, onConflict bool) {
+	ts.handmadeLoad = "SELECT data, expiry_date, version, created_at, user_key FROM " + t + " WHERE (id = " + ph(1) + ") AND (expiry_date > " + ph(2) + ")"
+	ts.handmadeSave = "UPDATE " + t + " SET data = " + ph(1) + ", expiry_date = " + ph(2) + ", user_key = " + ph(3) +
+		", version = version + 1 WHERE (id = " + ph(4) + ") AND (version = " + ph(5) + ")"
+	ts.handmadeCreate = "INSERT INTO " + t + " (id, data, expiry_date, version, created_at, user_key) VALUES (" +
+		ph(1) + ", " + ph(2) + ", " + ph(3) + ", 1, " + ph(4) + ", " + ph(5) + ")"
+	if onConflict {
+		ts.handmadeCreate += " ON CONFLICT (id) DO NOTHING"
+	}
 }
 
 func setPool(db *sql.DB, n int) {
@@ -475,36 +505,45 @@ func newServer(ctx context.Context, cfg serverConfig) (_ *server, err error) {
 			returned, f.row = "counter, data, expiry, version", true
 		}
 		load := fmt.Sprintf(ts.floorLoad, returned)
-		if cfg.pgbouncer {
-			// PgBouncer in transaction mode hands each statement to any
-			// server connection, where a prepared statement may not
-			// exist: the SQL text goes with every call (pgx's exec mode
-			// runs it as an unnamed statement).
-			f.load = func(ctx context.Context, args ...any) *sql.Row { return db.DB.QueryRowContext(ctx, load, args...) }
-			f.upsert = func(ctx context.Context, args ...any) (sql.Result, error) {
-				return db.DB.ExecContext(ctx, ts.floorUps, args...)
-			}
-		} else {
-			ls, err := db.DB.PrepareContext(ctx, load)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", cfg.backend, err)
-			}
-			s.closers = append(s.closers, ls.Close)
-			us, err := db.DB.PrepareContext(ctx, ts.floorUps)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", cfg.backend, err)
-			}
-			s.closers = append(s.closers, us.Close)
-			f.load, f.upsert = ls.QueryRowContext, us.ExecContext
+		if f.load, err = s.prepare(ctx, db.DB, load, cfg.pgbouncer); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.backend, err)
+		}
+		if f.upsert, err = s.prepare(ctx, db.DB, ts.floorUps, cfg.pgbouncer); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.backend, err)
 		}
 		s.handler = f
+	case serverHandmade:
+		h := &handmade{arg: ts.floorArg, ttl: defaultFloorTTL}
+		if cfg.inactivity > 0 {
+			h.ttl = cfg.inactivity
+		}
+		h.maxAge = int(h.ttl / time.Second)
+		for _, x := range []struct {
+			st    *stmt
+			query string
+		}{{&h.load, ts.handmadeLoad}, {&h.save, ts.handmadeSave}, {&h.create, ts.handmadeCreate}} {
+			if *x.st, err = s.prepare(ctx, db.DB, x.query, cfg.pgbouncer); err != nil {
+				return nil, fmt.Errorf("%s: %w", cfg.backend, err)
+			}
+		}
+		s.handler = h
 	default:
-		return nil, fmt.Errorf("unknown server %q (want %s)", cfg.server, strings.Join(serverNames, ", "))
+		return nil, fmt.Errorf("unknown server %q (want %s)", cfg.server, strings.Join(serverChoices, ", "))
 	}
 	if s.counts == nil {
 		s.counts = s.handler
 	}
 	return s, nil
+}
+
+// prepare returns query's stmt on db (its SQL text with each call if text),
+// closed with s.
+func (s *server) prepare(ctx context.Context, db *sql.DB, query string, text bool) (stmt, error) {
+	st, err := prepareStmt(ctx, db, query, text)
+	if err == nil {
+		s.closers = append(s.closers, st.close)
+	}
+	return st, err
 }
 
 // listenTimeout bounds how long a server process waits for its pgnotify
