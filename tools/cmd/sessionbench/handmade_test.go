@@ -23,26 +23,8 @@ import (
 func TestHandmade(t *testing.T) {
 	for _, name := range backendNames {
 		t.Run(name, func(t *testing.T) {
-			requireDB(t, name)
 			ctx := context.Background()
-			b, err := newBackend(ctx, name, t.TempDir(), false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := b.close(); err != nil {
-					t.Error(err)
-				}
-			})
-			srv, err := newServer(ctx, serverConfig{backend: name, server: serverHandmade, schema: b.schema, pool: 2, inactivity: 10 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := srv.close(); err != nil {
-					t.Error(err)
-				}
-			})
+			b, srv := testBackendServer(t, serverConfig{backend: name, server: serverHandmade, pool: 2, inactivity: 10 * time.Second})
 			serve := func(path, cookie string) (body string, setCookie []string) {
 				t.Helper()
 				r := httptest.NewRequest(http.MethodGet, path, nil)

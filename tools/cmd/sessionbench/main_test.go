@@ -81,9 +81,17 @@ func testConfig(tb testing.TB, name string, args ...string) config {
 // schema, for the rest of the test.
 func testServer(tb testing.TB, name, s string, floorRow bool) http.Handler {
 	tb.Helper()
-	requireDB(tb, name)
+	_, srv := testBackendServer(tb, serverConfig{backend: name, server: s, pool: 2, floorRow: floorRow})
+	return srv.handler
+}
+
+// testBackendServer creates cfg.backend's schema (cfg.schema is set to it)
+// and builds cfg's server in this process, both for the rest of the test.
+func testBackendServer(tb testing.TB, cfg serverConfig) (*backend, *server) {
+	tb.Helper()
+	requireDB(tb, cfg.backend)
 	ctx := context.Background()
-	b, err := newBackend(ctx, name, tb.TempDir(), floorRow)
+	b, err := newBackend(ctx, cfg.backend, tb.TempDir(), cfg.floorRow)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -92,7 +100,8 @@ func testServer(tb testing.TB, name, s string, floorRow bool) http.Handler {
 			tb.Error(err)
 		}
 	})
-	srv, err := newServer(ctx, serverConfig{backend: name, server: s, schema: b.schema, pool: 2, floorRow: floorRow})
+	cfg.schema = b.schema
+	srv, err := newServer(ctx, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,7 +110,7 @@ func testServer(tb testing.TB, name, s string, floorRow bool) http.Handler {
 			tb.Error(err)
 		}
 	})
-	return srv.handler
+	return b, srv
 }
 
 // TestRun runs the whole benchmark briefly on every backend with the seed
