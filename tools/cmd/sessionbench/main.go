@@ -6,7 +6,12 @@
 //     (postgresstore on pgx, mysqlstore, sqlite3store on ncruces/go-sqlite3);
 //   - floor: hand-written database/sql, one prepared SELECT and one prepared
 //     upsert per request, its own cookie token, an index on the expiry, no
-//     session library: the best a hand-written equivalent does.
+//     session library: the best a hand-written equivalent does;
+//   - handmade, only when --servers names it: sqlsessions' work written by
+//     hand on database/sql (a hashed token, sqlsessions' row and statements,
+//     MessagePack, the cookie at each write, a retry after a conflicting
+//     write), so floor -> handmade is what that work costs and handmade ->
+//     sqlsessions what the library adds (see handmade).
 //
 // Each server runs in a process of its own (this program re-executed with
 // the hidden subcommand "serve"), on its own pool of the same size with the
@@ -29,8 +34,8 @@
 // thread, before and after the round), that of the database server's
 // processes per request (PostgreSQL's or MariaDB's processes, found by name;
 // SQLite runs in the server's process), allocations, GC and system calls
-// per request, errors; and the ratios sqlsessions/floor and sqlsessions/scs,
-// of the totals and the median of the per-round ratios.
+// per request, errors; and the ratios sqlsessions/floor, sqlsessions/scs and
+// sqlsessions/handmade, of the totals and the median of the per-round ratios.
 //
 // Workloads: counter (read the counter, increment, write it back), read
 // (read only) and new (no cookie: a new session per request).
