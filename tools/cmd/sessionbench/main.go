@@ -1,5 +1,6 @@
 // Command sessionbench measures the seed's counter workload over HTTP on
-// PostgreSQL, MariaDB/MySQL and SQLite, three servers side by side:
+// PostgreSQL, MariaDB/MySQL and SQLite, three servers side by side (a fourth
+// on request):
 //
 //   - sqlsessions: httpadapter + bunstore;
 //   - scs: alexedwards/scs v2 with its store for that database
