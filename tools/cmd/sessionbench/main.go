@@ -254,6 +254,24 @@ type WorkloadResult struct {
 	CPUOursPerHandmade float64 `json:"server_cpu_sqlsessions_per_handmade,omitzero"`
 }
 
+// versus are the servers sqlsessions' ratios are taken against, in the
+// order the report prints them.
+var versus = []string{serverFloor, serverHandmade, serverSCS}
+
+// ratios returns where w holds sqlsessions' ratios to server other (one of
+// versus): req/s of the totals, per round, and server CPU per request.
+func (w *WorkloadResult) ratios(other string) (rate *float64, rounds *Spread, cpu *float64) {
+	switch other {
+	case serverSCS:
+		return &w.OursPerSCS, &w.RoundsPerSCS, &w.CPUOursPerSCS
+	case serverFloor:
+		return &w.OursPerFloor, &w.RoundsPerFloor, &w.CPUOursPerFloor
+	case serverHandmade:
+		return &w.OursPerHandmade, &w.RoundsPerHandmade, &w.CPUOursPerHandmade
+	}
+	panic("sessionbench: no ratios to " + other)
+}
+
 // server returns the result of server name, if it ran.
 func (w WorkloadResult) server(name string) (ServerResult, bool) {
 	for _, s := range w.Servers {
@@ -607,7 +625,7 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 	for _, wl := range r.cfg.workloads {
 		b.tidy = b.runOrDrop(ctx, b.tidy, r.log)
 		rounds := map[string][]round{}
-		var perSCS, perFloor, perHandmade []float64
+		perRound := map[string][]float64{} // sqlsessions' req/s over each of versus, round by round
 		for i := range r.cfg.rounds {
 			rate := map[string]float64{}
 			for _, s := range roundOrder(r.cfg.servers, i) {
@@ -621,14 +639,10 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 				fmt.Fprintf(r.log, "%s/%s round %d %-11s %s\n", name, wl, i+1, s, roundNote(rd, name))
 			}
 			if ours, ok := rate[serverOurs]; ok {
-				if scs, ok := rate[serverSCS]; ok {
-					perSCS = append(perSCS, ours/scs)
-				}
-				if fl, ok := rate[serverFloor]; ok {
-					perFloor = append(perFloor, ours/fl)
-				}
-				if hm, ok := rate[serverHandmade]; ok {
-					perHandmade = append(perHandmade, ours/hm)
+				for _, o := range versus {
+					if other, ok := rate[o]; ok {
+						perRound[o] = append(perRound[o], ours/other)
+					}
 				}
 			}
 		}
@@ -637,17 +651,13 @@ func (r *runner) runBackend(ctx context.Context, name string) (_ []WorkloadResul
 			wr.Servers = append(wr.Servers, r.serverResult(s, wl, rounds[s]))
 		}
 		if ours, ok := wr.server(serverOurs); ok {
-			if scs, ok := wr.server(serverSCS); ok {
-				wr.OursPerSCS, wr.CPUOursPerSCS = ours.ReqPerSec/scs.ReqPerSec, ours.ServerCPUMicros/scs.ServerCPUMicros
-			}
-			if fl, ok := wr.server(serverFloor); ok {
-				wr.OursPerFloor, wr.CPUOursPerFloor = ours.ReqPerSec/fl.ReqPerSec, ours.ServerCPUMicros/fl.ServerCPUMicros
-			}
-			if hm, ok := wr.server(serverHandmade); ok {
-				wr.OursPerHandmade, wr.CPUOursPerHandmade = ours.ReqPerSec/hm.ReqPerSec, ours.ServerCPUMicros/hm.ServerCPUMicros
+			for _, o := range versus {
+				if other, ok := wr.server(o); ok {
+					rate, rounds, cpu := wr.ratios(o)
+					*rate, *rounds, *cpu = ours.ReqPerSec/other.ReqPerSec, spreadOf(perRound[o]), ours.ServerCPUMicros/other.ServerCPUMicros
+				}
 			}
 		}
-		wr.RoundsPerSCS, wr.RoundsPerFloor, wr.RoundsPerHandmade = spreadOf(perSCS), spreadOf(perFloor), spreadOf(perHandmade)
 		out = append(out, wr)
 	}
 	return out, nil
@@ -1008,17 +1018,11 @@ func printReport(w io.Writer, rep *Report) {
 		}
 		tw.Flush()
 		// A ratio whose servers did not both run is zero: not printed.
-		if r.OursPerFloor > 0 {
-			fmt.Fprintf(w, "sqlsessions/floor %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
-				r.OursPerFloor, r.RoundsPerFloor.Median, r.RoundsPerFloor.Min, r.RoundsPerFloor.Max, r.CPUOursPerFloor)
-		}
-		if r.OursPerHandmade > 0 {
-			fmt.Fprintf(w, "sqlsessions/handmade %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
-				r.OursPerHandmade, r.RoundsPerHandmade.Median, r.RoundsPerHandmade.Min, r.RoundsPerHandmade.Max, r.CPUOursPerHandmade)
-		}
-		if r.OursPerSCS > 0 {
-			fmt.Fprintf(w, "sqlsessions/scs   %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
-				r.OursPerSCS, r.RoundsPerSCS.Median, r.RoundsPerSCS.Min, r.RoundsPerSCS.Max, r.CPUOursPerSCS)
+		for _, o := range versus {
+			if rate, rounds, cpu := r.ratios(o); *rate > 0 {
+				fmt.Fprintf(w, "%-20s %.2fx (per round: median %.2fx, %.2f-%.2f), server CPU %.2fx\n",
+					"sqlsessions/"+o, *rate, rounds.Median, rounds.Min, rounds.Max, *cpu)
+			}
 		}
 		for _, s := range r.Servers {
 			if s.StatementsPerRequest > 0 {
