@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sqlsessions/sqlsessions/core"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -29,8 +30,8 @@ import (
 //   - Every write sends the cookie again with its Max-Age (expiry on
 //     inactivity), and the headers that keep shared caches from storing it.
 //   - A write that meets a concurrent one reads the session again and
-//     increments the newer count (core.Update's promise), up to 4 times
-//     (then 409, an error).
+//     increments the newer count (core.Update's promise), with core's bound
+//     on retries (then 409, an error).
 //
 // It does not do what the library does beyond that: no corrupt-row checks,
 // no user or creation-time bookkeeping, no context value, no response
@@ -116,10 +117,9 @@ func (h *handmade) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // handmadeAttempts bounds handmade's read-increment-write rounds of one
-// request. core allows many more (DefaultMaxConflictRetries); with
-// thousands of sessions a request of the benchmark rarely meets even one
-// conflict.
-const handmadeAttempts = 4
+// request as core bounds a Commit's: a few sessions under many connections
+// (the tests' runs) meet several conflicts in a row.
+const handmadeAttempts = core.DefaultMaxConflictRetries + 1
 
 // read returns session id's counter and version, or found false if it is
 // missing or expired at now.
