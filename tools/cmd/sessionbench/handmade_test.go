@@ -18,7 +18,8 @@ import (
 // row: bunstore, on handmade's table, loads the session a handmade cookie
 // names (same key from the token, same columns, same MessagePack) with the
 // counter the responses report and one version per write; that each write
-// sends the cookie with its Max-Age and a read sends none; and that a
+// sends the cookie with its Max-Age and a read sends none; that concurrent
+// increments on one session, which conflict, each count once; and that a
 // missing session starts a new one.
 func TestHandmade(t *testing.T) {
 	for _, name := range backendNames {
