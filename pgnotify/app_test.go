@@ -231,6 +231,10 @@ func startProcess(t *testing.T, cfg instanceConfig) *instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// A connection the client dialed and never used is one the
+		// instance's Shutdown waits 5 s for (net/http's rule for
+		// connections without a request): close them first.
+		client.CloseIdleConnections()
 		stdin.Close()
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
